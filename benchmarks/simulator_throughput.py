@@ -63,12 +63,13 @@ def main(argv=None):
     ap.add_argument("--n-numpy", type=int, default=20_000, help="spectra for the numpy baseline (default %(default)s)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default %(default)s)")
     ap.add_argument("--json", type=Path, help="write the figures to this JSON file")
+    ap.add_argument("--data", type=Path, default=SHARED, help="folder holding the NICER PHA, RMF and ARF (default: %(default)s)")
     args = ap.parse_args(argv)
-    if not SHARED.is_dir():
-        sys.exit(f"shared NICER data not found at {SHARED}; this benchmark needs ../shared/data")
+    if not (args.data / PHA).is_file():
+        sys.exit(f"NICER reference data not found in {args.data}; this benchmark needs ../shared/data/nicer")
     torch.set_num_threads(args.threads)
 
-    spec = xsbi.load_spectrum(SHARED / PHA).notice(0.3, 10.0)
+    spec = xsbi.load_spectrum(args.data / PHA).notice(0.3, 10.0)
     model = xsbi.Model("tbabs*powerlaw")
     prior = xsbi.JointPrior(model, PRIORS)
     theta = prior.sample(max(args.n, args.n_numpy), seed=0)
