@@ -17,6 +17,7 @@ from .data import ARF, RMF, Spectrum, load_spectrum
 from .errors import DataError, ModelError, PriorError, XsbiError
 from .models import Model
 from .priors import Frozen, JointPrior, LogUniform, Normal, Uniform
+from .config import ConfigError, load_config
 from .simulate import Simulator
 from .stats import chi2, cstat, wstat
 
@@ -30,5 +31,6 @@ __all__ = [
     "Model", "Simulator",
     "Uniform", "LogUniform", "Normal", "Frozen", "JointPrior",
     "cstat", "wstat", "chi2",
-    "XsbiError", "DataError", "ModelError", "PriorError",
+    "XsbiError", "DataError", "ModelError", "PriorError", "ConfigError",
+    "load_config",
 ]

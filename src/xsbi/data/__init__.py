@@ -3,6 +3,7 @@
 from xsbi.data.ogip import PHAData, read_pha
 from xsbi.data.response import ARF, RMF, check_grids, read_arf, read_rmf
 from xsbi.data.spectrum import Spectrum, load_spectrum
+from xsbi.data.writer import write_arf, write_pha, write_rmf
 
 __all__ = [
     "ARF",
@@ -14,4 +15,7 @@ __all__ = [
     "read_arf",
     "read_pha",
     "read_rmf",
+    "write_arf",
+    "write_pha",
+    "write_rmf",
 ]

@@ -1,0 +1,62 @@
+"""Posterior summaries shared by every method: quantiles, best fit, folded model, goodness of fit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..stats import cstat, cstat_goodness, wstat
+
+
+def summarize(samples: np.ndarray, names: list[str]) -> dict:
+    """{name: {median, q16, q84, mean, std}} of posterior samples (n, d)."""
+    q16, med, q84 = np.percentile(samples, [15.865525393145708, 50.0, 84.13447460685429], axis=0)
+    return {
+        n: {"median": float(med[i]), "q16": float(q16[i]), "q84": float(q84[i]),
+            "mean": float(samples[:, i].mean()), "std": float(samples[:, i].std(ddof=1))}
+        for i, n in enumerate(names)
+    }
+
+
+def fit_statistic(spectrum, mu) -> np.ndarray:
+    """C-stat, or W-stat when the spectrum has a background, of the observation for models mu."""
+    if spectrum.background_counts is not None:
+        return np.asarray(wstat(spectrum.counts, spectrum.background_counts, mu, spectrum.background_ratio, validate=False))
+    return np.asarray(cstat(spectrum.counts, mu, validate=False))
+
+
+@dataclass
+class PosteriorResult:
+    """Samples of one observation's posterior with what an astronomer reads off them."""
+
+    names: list[str]
+    samples: np.ndarray
+    method: str
+    summary: dict = field(default_factory=dict)
+    best_fit: dict = field(default_factory=dict)
+    best_counts: np.ndarray | None = None
+    statistic: str = "cstat"
+    fit: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_samples(cls, samples, names, spectrum, model, method: str, max_fit_samples: int = 20_000):
+        """Summaries plus the best fit: the sample with the lowest C-stat (W-stat with background)."""
+        from ..simulate import Simulator
+
+        samples = np.asarray(samples, dtype=np.float64)
+        sim = Simulator(model, spectrum, dtype=torch.float64)
+        subset = samples[: max_fit_samples]
+        mu = sim.expected_counts(subset)
+        stat = fit_statistic(spectrum, mu)
+        i = int(np.argmin(stat))
+        best = subset[i]
+        good = cstat_goodness(spectrum.counts, mu[i])
+        return cls(
+            names=list(names), samples=samples, method=method, summary=summarize(samples, names),
+            best_fit={n: float(v) for n, v in zip(names, best)}, best_counts=mu[i],
+            statistic="wstat" if spectrum.background_counts is not None else "cstat",
+            fit={"statistic": float(stat[i]), "cstat": float(good.cstat), "expected_cstat": float(good.expected),
+                 "cstat_std": float(good.std), "cstat_z": float(good.z), "n_bins": int(spectrum.n_bins)},
+        )

@@ -1,0 +1,198 @@
+"""Inference engine: parameter space, preprocessing, NPE, restriction, multi-round, persistence."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import xsbi
+from xsbi.errors import DataError, XsbiError
+from xsbi.inference.multiround import train_multiround
+from xsbi.inference.npe import NPE
+from xsbi.inference.posterior import AmortizedPosterior
+from xsbi.inference.preprocess import Preprocessor
+from xsbi.inference.restriction import CountsWindow, CstatFraction, restrict_with_classifier, restrict_with_coarse_npe
+from xsbi.inference.space import ParameterSpace
+from xsbi.instruments import nicer_like_spectrum
+
+PRIORS = {"nH": {"loguniform": [0.1, 0.3]}, "PhoIndex": {"uniform": [0.5, 2.5]}, "norm": {"loguniform": [0.01, 100]}}
+SMALL = dict(hidden_features=20, num_transforms=2)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    torch.manual_seed(0)
+    spec = nicer_like_spectrum(exposure=1.25)
+    model = xsbi.Model("tbabs*powerlaw")
+    prior = xsbi.JointPrior(model, PRIORS)
+    sim = xsbi.Simulator(model, spec)
+    counts = sim.sample([[0.2, 1.7, 1.0]], seed=3)[0]
+    return spec, model, prior, sim, counts
+
+
+def test_parameter_space_logs_loguniform_parameters(setup):
+    _, _, prior, _, _ = setup
+    space = ParameterSpace(prior)
+    assert list(space.log) == [True, False, True]
+    theta = prior.sample(100, seed=1)
+    phi = space.to_phi(theta)
+    np.testing.assert_allclose(phi[:, 0], np.log10(theta[:, 0]))
+    np.testing.assert_allclose(space.to_theta(phi), theta, rtol=1e-12)
+    lo, hi = space.bounds_phi()
+    np.testing.assert_allclose(lo, [-1, 0.5, -2]) and np.testing.assert_allclose(hi, [math.log10(0.3), 2.5, 2])
+    h = 1e-6  # log |d phi/d theta| against finite differences
+    num = np.log((np.log10(theta[:, 0] + h) - np.log10(theta[:, 0] - h)) / (2 * h)) + np.log(
+        (np.log10(theta[:, 2] + h) - np.log10(theta[:, 2] - h)) / (2 * h))
+    np.testing.assert_allclose(space.log_jacobian(theta), num, atol=1e-5)
+
+
+@pytest.mark.parametrize("lam", [3.0, 30.0, 3000.0, 200000.0])
+def test_anscombe_stabilises_poisson_variance(lam):
+    x = torch.poisson(torch.full((200000, 1), lam), generator=torch.Generator().manual_seed(1))
+    y = Preprocessor("anscombe")(x)
+    assert float(y.var()) == pytest.approx(1.0, rel=0.08)
+    assert float(Preprocessor("log1p")(x).var()) != pytest.approx(1.0, rel=0.5) or lam < 10
+
+
+def test_pca_keeps_the_requested_variance(setup):
+    spec, _, prior, sim, _ = setup
+    x = torch.as_tensor(sim.sample(prior.sample(2000, seed=2), seed=3))
+    pre = Preprocessor("anscombe", pca=0.999).fit(x)
+    k = pre.n_features
+    assert 1 <= k < spec.n_bins
+    y = pre._stabilise(x.double())
+    yc = y - y.mean(0)
+    total = float((yc**2).sum())
+    kept = float(((yc @ pre.components.double()) ** 2).sum())
+    assert kept / total >= 0.999 - 1e-4
+    k_fewer = Preprocessor("anscombe", pca=0.9).fit(x).n_features
+    assert k_fewer < k
+    restored = Preprocessor.from_state(pre.state())
+    torch.testing.assert_close(restored(x[:5]), pre(x[:5]))
+
+
+def test_counts_window_and_cstat_fraction_labels(setup):
+    _, _, prior, sim, counts = setup
+    theta = prior.sample(400, seed=4)
+    mu, x = sim.simulate(theta, seed=5)
+    window = CountsWindow(1000, 4000)
+    np.testing.assert_array_equal(window(theta, x, mu), (x.sum(1) >= 1000) & (x.sum(1) <= 4000))
+    crit = CstatFraction(counts, fraction=0.25, n_params=3)
+    good = crit(theta, x, mu)
+    c = np.asarray(xsbi.cstat(counts[None], mu.astype(np.float64), validate=False))
+    assert good.mean() >= 0.25 and np.all(c[good] <= c[~good].min())
+    assert crit.threshold >= c.min() + crit.margin - 1e-9
+
+
+def test_classifier_restriction_concentrates_on_good_counts(setup):
+    spec, _, prior, sim, counts = setup
+    space = ParameterSpace(prior)
+    window = CountsWindow.around(counts.sum())
+    restricted = restrict_with_classifier(sim, space, window, rounds=4, simulations=1000, seed=0, progress=False)
+    theta = restricted.sample(2000, seed=1)
+    x = sim.sample(theta, seed=2)
+    full_good = window(None, sim.sample(prior.sample(2000, seed=3), seed=4), None).mean()
+    assert window(None, x, None).mean() > max(0.5, 3 * full_good)
+    assert np.ptp(np.log10(theta[:, 2])) < 0.75 * 4  # norm restricted from four decades
+    assert restricted.history[0]["good_fraction"] == pytest.approx(full_good, abs=0.05)
+
+
+@pytest.fixture(scope="module")
+def trained(setup):
+    spec, _, _, _, _ = setup
+    # a prior like a restricted one (norm within a factor 3) keeps the small network quick
+    model = xsbi.Model("tbabs*powerlaw")
+    prior = xsbi.JointPrior(model, {**PRIORS, "norm": {"loguniform": [0.33, 3.0]}})
+    sim = xsbi.Simulator(model, spec)
+    theta = prior.sample(4000, seed=6)
+    x = sim.sample(theta, seed=7)
+    return NPE(model, prior, spec, **SMALL).append_simulations(theta, x).train(seed=0, progress=False, max_epochs=80)
+
+
+def test_npe_posterior_is_centred_on_the_truth(setup, trained):
+    _, _, _, sim, _ = setup
+    bright = sim.sample([[0.2, 1.7, 1.0]], seed=11)[0]
+    s = trained.sample(bright, 4000, seed=0)
+    assert s.shape == (4000, 3)
+    med, sd = np.median(s, 0), s.std(0)
+    assert np.all(np.abs(med - [0.2, 1.7, 1.0]) < 4 * sd)
+    # the truth of a second, independent spectrum is also inside the posterior
+    other = trained.sample(sim.sample([[0.15, 2.1, 0.5]], seed=12)[0], 4000, seed=1)
+    assert np.all(np.abs(np.median(other, 0) - [0.15, 2.1, 0.5]) < 4 * other.std(0))
+    assert sd[1] < 0.3 * 0.577 and sd[2] / med[2] < 0.3  # informative, far narrower than the prior
+    # samples stay in the prior box, log-uniform parameters mapped back from log10
+    assert s[:, 0].min() >= 0.1 and s[:, 0].max() <= 0.3 and s[:, 2].min() >= 0.33
+
+
+def test_npe_log_prob_is_a_normalised_density(setup, trained):
+    _, _, _, _, counts = setup
+    s = trained.sample(counts, 2000, seed=1)
+    lp = trained.log_prob(s, counts)
+    assert np.all(np.isfinite(lp))
+    # importance check: E_q[1/q] over the box = box volume is too noisy; instead compare the
+    # density of a 1-D marginal histogram with the samples' own histogram along PhoIndex
+    phi = trained.space.to_phi(s)
+    assert np.corrcoef(lp + np.sum(np.log(s[:, [0, 2]] * math.log(10)), axis=1), -((phi - phi.mean(0)) ** 2).sum(1))[0, 1] > 0.5
+
+
+def test_save_load_round_trip_and_compatibility(setup, trained, tmp_path):
+    spec, _, _, _, counts = setup
+    path = trained.save(tmp_path / "net.pt")
+    loaded = AmortizedPosterior.load(path)
+    s = trained.sample(counts, 50, seed=2)
+    np.testing.assert_allclose(loaded.log_prob(s, counts), trained.log_prob(s, counts), rtol=1e-5, atol=1e-5)
+    assert loaded.meta["model"]["expression"] == "tbabs*powerlaw" and loaded.names == trained.names
+    # weights-only safe loading: the file holds tensors and strings only
+    payload = torch.load(path, weights_only=True)
+    assert isinstance(payload["meta"], str)
+    loaded.check_compatible(spec)
+    with pytest.raises(DataError, match="exposure"):
+        loaded.check_compatible(nicer_like_spectrum(exposure=5.0))
+    with pytest.raises(DataError, match="grouping or noticed band|bins"):
+        loaded.check_compatible(nicer_like_spectrum(exposure=1.25, band=(0.5, 8.0)))
+    with pytest.raises(DataError, match="bins"):
+        loaded.sample(np.ones(10), 5)
+    with pytest.raises(DataError, match="non-negative"):
+        loaded.sample(-np.ones(spec.n_bins), 5)
+    bad = tmp_path / "bad.pt"
+    torch.save({"format": "something else"}, bad)
+    with pytest.raises(XsbiError, match="not an xsbi network"):
+        AmortizedPosterior.load(bad)
+
+
+def test_sample_batched_matches_per_spectrum_sampling(setup, trained):
+    _, _, _, sim, _ = setup
+    xs = sim.sample(np.repeat([[0.2, 1.7, 1.0]], 3, axis=0), seed=12)
+    out = trained.sample_batched(xs, 500, seed=0)
+    assert out.shape == (3, 500, 3)
+    for i in range(3):
+        single = trained.sample(xs[i], 2000, seed=i + 10)
+        assert np.all(np.abs(np.median(out[i], 0) - np.median(single, 0)) < 0.25 * single.std(0) + 1e-9 + 3 * single.std(0) / math.sqrt(500))
+
+
+def test_coarse_restriction_and_multiround_run(setup):
+    spec, model, prior, sim, counts = setup
+    space = ParameterSpace(prior)
+    coarse = restrict_with_coarse_npe(lambda: NPE(model, prior, spec, **SMALL), sim, space, counts,
+                                      simulations=1500, seed=0, progress=False)
+    theta = coarse.sample(500, seed=0)
+    assert np.ptp(np.log10(theta[:, 2])) < 2.0  # four decades of norm truncated
+    post = train_multiround(model, prior, spec, sim, counts, rounds=2, simulations_per_round=800,
+                            proposal=coarse.distribution, seed=0, progress=False, npe_kwargs=SMALL,
+                            train_kwargs={"max_epochs": 60})
+    s = post.sample(counts, 2000, seed=0)
+    assert post.meta["training"]["rounds"] == 2 and post.meta["training"]["observation_specific"]
+    assert np.all(np.abs(np.median(s, 0) - [0.2, 1.7, 1.0]) < 4 * s.std(0) + 0.02)
+
+
+def test_npe_rejects_bad_settings(setup):
+    spec, model, prior, _, _ = setup
+    with pytest.raises(XsbiError, match="unknown density estimator"):
+        NPE(model, prior, spec, density_estimator="gan")
+    with pytest.raises(XsbiError, match="unknown preprocessing"):
+        NPE(model, prior, spec, preprocessing="sqrt")
+    with pytest.raises(XsbiError, match="simulations must be"):
+        NPE(model, prior, spec).append_simulations(np.ones((3, 3)), np.ones((3, 5)))
+    with pytest.raises(XsbiError, match="no simulations"):
+        NPE(model, prior, spec).train()
