@@ -196,3 +196,25 @@ def test_npe_rejects_bad_settings(setup):
         NPE(model, prior, spec).append_simulations(np.ones((3, 3)), np.ones((3, 5)))
     with pytest.raises(XsbiError, match="no simulations"):
         NPE(model, prior, spec).train()
+
+
+def test_ensemble_is_an_equal_weight_mixture(setup, tmp_path):
+    spec, _, _, _, _ = setup
+    model = xsbi.Model("tbabs*powerlaw")
+    prior = xsbi.JointPrior(model, {**PRIORS, "norm": {"loguniform": [0.33, 3.0]}})
+    sim = xsbi.Simulator(model, spec)
+    theta = prior.sample(1500, seed=20)
+    npe = NPE(model, prior, spec, ensemble=2, **SMALL).append_simulations(theta, sim.sample(theta, seed=21))
+    post = npe.train(seed=0, progress=False, max_epochs=15)
+    assert len(post.estimators) == 2 and post.meta["training"]["ensemble"] == 2
+    counts = sim.sample([[0.2, 1.7, 1.0]], seed=22)[0]
+    s = post.sample(counts, 300, seed=0)
+    phi = torch.as_tensor(post.space.to_phi(s), dtype=torch.float32)
+    x = post._x(counts)[0]
+    members = [p.log_prob(phi, x=x, norm_posterior=False).numpy() for p in post._posteriors]
+    expected = np.logaddexp(members[0], members[1]) - np.log(2) + post.space.log_jacobian(s)
+    np.testing.assert_allclose(post.log_prob(s, counts), expected, rtol=1e-5, atol=1e-5)
+    loaded = AmortizedPosterior.load(post.save(tmp_path / "ens.pt"))
+    np.testing.assert_allclose(loaded.log_prob(s, counts), post.log_prob(s, counts), rtol=1e-5, atol=1e-5)
+    with pytest.raises(XsbiError, match="ensemble"):
+        NPE(model, prior, spec, ensemble=0)

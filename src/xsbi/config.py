@@ -208,6 +208,7 @@ class InferenceConfig:
     density_estimator: str = "maf"
     hidden_features: int = 50
     num_transforms: int = 5
+    ensemble: int = 1
     preprocessing: str = "anscombe"
     pca: float | None = None
     training_batch_size: int = 200
@@ -737,6 +738,7 @@ _INFERENCE = {
     "density_estimator": _choice(DENSITY_ESTIMATORS),
     "hidden_features": _int(1),
     "num_transforms": _int(1),
+    "ensemble": _int(1),
     "preprocessing": _choice(PREPROCESSING),
     "pca": _real(0, 1, allow_none=True),
     "training_batch_size": _int(1),

@@ -116,7 +116,7 @@ def run_analysis(config, out, method: str | None = None, progress: bool = True, 
                 warnings.warn(w.message, w.category, stacklevel=2)
         npe_kwargs = dict(density_estimator=inf.density_estimator, hidden_features=inf.hidden_features,
                           num_transforms=inf.num_transforms, preprocessing=inf.preprocessing, pca=inf.pca,
-                          device=inf.device)
+                          device=inf.device, ensemble=inf.ensemble)
         train_kwargs = dict(training_batch_size=inf.training_batch_size, learning_rate=inf.learning_rate,
                             stop_after_epochs=inf.stop_after_epochs, max_epochs=inf.max_epochs)
         if inf.method == "npe":

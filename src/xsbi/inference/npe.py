@@ -80,10 +80,14 @@ class NPE:
     preprocessing : {"anscombe", "log1p", "none"}
     pca : float or None
         Keep the principal components explaining this fraction of the variance.
+    ensemble : int
+        Train this many networks (different seeds and validation splits) and use their
+        equal-weight mixture: averages out training noise and counters the over-confidence of
+        single networks (Hermans et al. 2022, "A crisis in simulation-based inference?").
     """
 
     def __init__(self, model, prior, spectrum, density_estimator="maf", hidden_features=50, num_transforms=5,
-                 preprocessing="anscombe", pca=None, device="cpu"):
+                 preprocessing="anscombe", pca=None, device="cpu", ensemble: int = 1):
         self.model = model
         self.prior = prior
         self.spectrum = spectrum
@@ -93,6 +97,9 @@ class NPE:
                       "num_transforms": int(num_transforms)}
         estimator_builder(self.build)  # validate early
         self.device = device
+        if int(ensemble) < 1:
+            raise XsbiError(f"ensemble must be a positive number of networks, got {ensemble}")
+        self.ensemble = int(ensemble)
         self._theta: list[np.ndarray] = []
         self._x: list[np.ndarray] = []
 
@@ -119,24 +126,30 @@ class NPE:
         x = torch.as_tensor(np.concatenate(self._x))
         self.preprocessor.fit(x)
         t0 = time.perf_counter()
-        inference = SbiNPE(prior=self.space.torch_prior(), density_estimator=estimator_builder(self.build),
-                           device=self.device, show_progress_bars=progress, tracker=_NoTracking())
-        inference.append_simulations(_to_phi_tensor(self.space, theta), self.preprocessor(x))
-        estimator = inference.train(
-            training_batch_size=int(training_batch_size), learning_rate=float(learning_rate),
-            stop_after_epochs=int(stop_after_epochs), max_num_epochs=int(max_epochs) if max_epochs else 2**31 - 1,
-        )
-        estimator.eval()
-        summary = inference.summary
+        phi, xp = _to_phi_tensor(self.space, theta), self.preprocessor(x)
+        estimators, epochs, losses = [], [], []
+        for k in range(self.ensemble):
+            torch.manual_seed(seed + 1000 * k)
+            inference = SbiNPE(prior=self.space.torch_prior(), density_estimator=estimator_builder(self.build),
+                               device=self.device, show_progress_bars=progress, tracker=_NoTracking())
+            inference.append_simulations(phi, xp)
+            estimator = inference.train(
+                training_batch_size=int(training_batch_size), learning_rate=float(learning_rate),
+                stop_after_epochs=int(stop_after_epochs), max_num_epochs=int(max_epochs) if max_epochs else 2**31 - 1,
+            )
+            estimators.append(estimator.eval())
+            summary = inference.summary
+            epochs.append(int(summary["epochs_trained"][-1]) if summary.get("epochs_trained") else None)
+            losses.append(float(summary["best_validation_loss"][-1]) if summary.get("best_validation_loss") else None)
         training = {
-            "method": "npe (single round, amortized)",
+            "method": "npe (single round, amortized)" + (f", ensemble of {self.ensemble}" if self.ensemble > 1 else ""),
             "simulations": int(len(theta)),
-            "epochs": int(summary["epochs_trained"][-1]) if summary.get("epochs_trained") else None,
-            "best_validation_loss": float(summary["best_validation_loss"][-1]) if summary.get("best_validation_loss") else None,
+            "epochs": epochs[0] if self.ensemble == 1 else epochs,
+            "best_validation_loss": losses[0] if self.ensemble == 1 else losses,
             "training_batch_size": int(training_batch_size), "learning_rate": float(learning_rate),
-            "stop_after_epochs": int(stop_after_epochs), "seed": seed,
+            "stop_after_epochs": int(stop_after_epochs), "seed": seed, "ensemble": self.ensemble,
             "train_seconds": time.perf_counter() - t0,
             "pca_components": self.preprocessor.n_features,
         }
         meta = make_meta(self.model, self.prior, self.spectrum, self.preprocessor, training)
-        return AmortizedPosterior(estimator, self.space, self.preprocessor, meta, self.build)
+        return AmortizedPosterior(estimators, self.space, self.preprocessor, meta, self.build)

@@ -37,16 +37,27 @@ class AmortizedPosterior:
     in :class:`ParameterSpace` coordinates on preprocessed counts.
     """
 
-    def __init__(self, estimator, space: ParameterSpace, preprocessor: Preprocessor, meta: dict, build: dict):
+    def __init__(self, estimators, space: ParameterSpace, preprocessor: Preprocessor, meta: dict, build: dict):
         from sbi.inference.posteriors import DirectPosterior
 
-        self.estimator = estimator
+        # an ensemble of independently trained networks is an equal-weight mixture
+        self.estimators = list(estimators) if isinstance(estimators, (list, tuple)) else [estimators]
+        self.estimator = self.estimators[0]
         self.space = space
         self.preprocessor = preprocessor
         self.meta = meta
         self.build = build  # density-estimator hyper-parameters, to rebuild it when loading
         self.names = space.names
-        self._posterior = DirectPosterior(estimator, space.torch_prior(), device=str(next(estimator.parameters()).device))
+        prior = space.torch_prior()
+        self._posteriors = [DirectPosterior(e, prior, device=str(next(e.parameters()).device)) for e in self.estimators]
+        self._posterior = self._posteriors[0]
+
+    def _sample_phi(self, n: int, x: torch.Tensor) -> torch.Tensor:
+        k = len(self._posteriors)
+        sizes = [n // k + (1 if i < n % k else 0) for i in range(k)]
+        parts = [p.sample((m,), x=x, show_progress_bars=False) for p, m in zip(self._posteriors, sizes) if m]
+        phi = torch.cat(parts)
+        return phi[torch.randperm(n)] if k > 1 else phi
 
     # --- compatibility ------------------------------------------------------------------------
     def check_compatible(self, spectrum, exposure_rtol: float = 1e-6) -> None:
@@ -91,7 +102,7 @@ class AmortizedPosterior:
             torch.manual_seed(seed)
         x = self._x(counts)
         with torch.no_grad():
-            phi = self._posterior.sample((int(n),), x=x[0], show_progress_bars=progress)
+            phi = self._sample_phi(int(n), x[0])
         return self.space.to_theta(phi.cpu().numpy())
 
     def sample_batched(self, counts, n: int, seed: int | None = None, progress: bool = False) -> np.ndarray:
@@ -108,7 +119,7 @@ class AmortizedPosterior:
         out = np.empty((x.shape[0], int(n), self.space.dim))
         with torch.no_grad():
             for i in tqdm(range(x.shape[0]), desc="posterior samples", unit="spectrum", disable=not progress):
-                phi = self._posterior.sample((int(n),), x=x[i], show_progress_bars=False)
+                phi = self._sample_phi(int(n), x[i])
                 out[i] = self.space.to_theta(phi.cpu().numpy())
         return out
 
@@ -116,8 +127,10 @@ class AmortizedPosterior:
         """log q(theta | x) in physical parameters (the network's density times the Jacobian)."""
         theta = np.atleast_2d(np.asarray(theta, dtype=np.float64))
         phi = torch.as_tensor(self.space.to_phi(theta), dtype=torch.float32)
+        x = self._x(counts)[0]
         with torch.no_grad():
-            lp = self._posterior.log_prob(phi, x=self._x(counts)[0], norm_posterior=False).cpu().numpy()
+            lps = torch.stack([p.log_prob(phi, x=x, norm_posterior=False) for p in self._posteriors])
+            lp = (torch.logsumexp(lps, 0) - np.log(len(self._posteriors))).cpu().numpy()
         return lp + self.space.log_jacobian(theta)
 
     # --- persistence ----------------------------------------------------------------------------
@@ -129,7 +142,7 @@ class AmortizedPosterior:
             "format": FORMAT,
             "meta": json.dumps(self.meta),
             "build": json.dumps(self.build),
-            "state_dict": {k: v.detach().cpu() for k, v in self.estimator.state_dict().items()},
+            "state_dicts": [{k: v.detach().cpu() for k, v in e.state_dict().items()} for e in self.estimators],
             "preprocess": {k: v for k, v in self.preprocessor.state().items() if isinstance(v, torch.Tensor)},
         }
         torch.save(payload, path)
@@ -157,10 +170,12 @@ class AmortizedPosterior:
         state = dict(payload["preprocess"])
         state.update(meta["preprocess"])
         pre = Preprocessor.from_state(state)
-        estimator = build_estimator(build, space, pre, meta["spectrum"]["n_bins"])
-        estimator.load_state_dict(payload["state_dict"])
-        estimator.to(device).eval()
-        return cls(estimator, space, pre, meta, build)
+        estimators = []
+        for state_dict in payload["state_dicts"]:
+            estimator = build_estimator(build, space, pre, meta["spectrum"]["n_bins"])
+            estimator.load_state_dict(state_dict)
+            estimators.append(estimator.to(device).eval())
+        return cls(estimators, space, pre, meta, build)
 
     def record(self) -> dict:
         return {"meta": self.meta, "build": self.build}
