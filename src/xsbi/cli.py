@@ -41,6 +41,10 @@ def _print_summary(summary: dict, out: Path) -> None:
     print(f"method: {summary['method']}   spectrum: {summary['spectrum']['counts']} counts in {summary['spectrum']['n_bins']} bins")
     for name, s in summary["parameters"].items():
         print(f"  {name:<22s} {s['median']:.5g}  (-{s['median'] - s['q16']:.3g} +{s['q84'] - s['median']:.3g})")
+    if "importance_sampling" in summary:
+        isr = summary["importance_sampling"]
+        print(f"importance sampling on the exact likelihood: efficiency {isr['efficiency']:.1%} "
+              f"(ESS {isr['ess']:.0f} of {isr['proposal_samples']} network samples)")
     fit = summary["best_fit"]
     print(f"best fit C-stat {fit['cstat']:.1f} (expected {fit['expected_cstat']:.1f} +/- {fit['cstat_std']:.1f})")
     total = sum(summary["timings_s"].values())

@@ -209,6 +209,7 @@ class InferenceConfig:
     hidden_features: int = 50
     num_transforms: int = 5
     ensemble: int = 1
+    importance_sampling: bool = True
     preprocessing: str = "anscombe"
     pca: float | None = None
     training_batch_size: int = 200
@@ -747,6 +748,7 @@ _INFERENCE = {
     "stop_after_epochs": _int(1),
     "max_epochs": _int(1, allow_none=True),
     "test_spectra": _int(0),
+    "importance_sampling": _bool,
     "device": _device,
     "mcmc": _sub(MCMCConfig, {"walkers": _int(2), "steps": _int(1, allow_none=True)}),
     "nested": _sub(NestedConfig, {"live_points": _int(2)}),

@@ -142,6 +142,17 @@ def run_analysis(config, out, method: str | None = None, progress: bool = True, 
         summary["training"] = posterior.meta["training"]
         with timer("sample"):
             samples = posterior.sample(spec.counts, inf.posterior_samples, seed=cfg.seed + 7)
+        if inf.importance_sampling:
+            from .inference.importance import importance_resample
+            from .inference.result import summarize
+            from .likelihood import PoissonLikelihood
+
+            with timer("importance_sampling"):
+                summary["npe_parameters"] = summarize(samples, prior.names)
+                res = importance_resample(posterior, PoissonLikelihood(spec, model, prior), spec.counts,
+                                          inf.posterior_samples, seed=cfg.seed + 11)
+                samples = res.samples
+                summary["importance_sampling"] = res.record()
         if theta_test is not None and len(theta_test):
             with timer("test_set"):
                 draws = posterior.sample_batched(x_test, 1000, seed=cfg.seed + 8)
@@ -162,7 +173,8 @@ def run_analysis(config, out, method: str | None = None, progress: bool = True, 
                                      space.names, out / "prior_restricted.png", log_params=log_names)
             plot_prior_predictive(spec, x_pp, out / "prior_predictive.png")
             plots.update(prior_restricted="prior_restricted.png", prior_predictive="prior_predictive.png")
-        method_label = posterior.meta["training"]["method"]
+        method_label = posterior.meta["training"]["method"] + (
+            " + importance sampling on the exact likelihood" if inf.importance_sampling else "")
     elif inf.method in LIKELIHOOD_METHODS:
         samples, method_label = _likelihood_method(cfg, spec, prior, summary, timer, progress)
     else:  # validated by the config already

@@ -6,6 +6,7 @@
 * :class:`AmortizedPosterior` -- sampling, densities, compatibility checks, safe save/load
 """
 
+from .importance import ImportanceResult, importance_resample
 from .multiround import train_multiround
 from .npe import NPE
 from .posterior import AmortizedPosterior
@@ -15,6 +16,6 @@ from .restriction import (CountsWindow, CstatFraction, RestrictedPrior, restrict
 from .result import PosteriorResult, summarize
 from .space import ParameterSpace
 
-__all__ = ["NPE", "train_multiround", "AmortizedPosterior", "Preprocessor", "CountsWindow", "CstatFraction",
+__all__ = ["importance_resample", "ImportanceResult", "NPE", "train_multiround", "AmortizedPosterior", "Preprocessor", "CountsWindow", "CstatFraction",
            "RestrictedPrior", "restrict_with_classifier", "restrict_with_coarse_npe", "PosteriorResult",
            "summarize", "ParameterSpace"]

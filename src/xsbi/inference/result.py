@@ -7,17 +7,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..likelihood.poisson import summarize
 from ..stats import cstat, cstat_goodness, wstat
 
-
-def summarize(samples: np.ndarray, names: list[str]) -> dict:
-    """{name: {median, q16, q84, mean, std}} of posterior samples (n, d)."""
-    q16, med, q84 = np.percentile(samples, [15.865525393145708, 50.0, 84.13447460685429], axis=0)
-    return {
-        n: {"median": float(med[i]), "q16": float(q16[i]), "q84": float(q84[i]),
-            "mean": float(samples[:, i].mean()), "std": float(samples[:, i].std(ddof=1))}
-        for i, n in enumerate(names)
-    }
+__all__ = ["PosteriorResult", "summarize", "fit_statistic"]
 
 
 def fit_statistic(spectrum, mu) -> np.ndarray:
