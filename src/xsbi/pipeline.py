@@ -222,9 +222,10 @@ def _likelihood_method(cfg, spec, prior, summary, timer, progress):
 
 
 def _plots(out, spec, model, prior, result, plots):
+    from .priors import LogUniform
     from .report import plot_corner, plot_folded_spectrum
 
-    space_log = [n for n in prior.names if type(prior.priors[n]).__name__ == "LogUniform"]
+    space_log = [n for n in prior.names if isinstance(prior.priors[n], LogUniform)]
     plot_corner([result.samples], prior.names, out / "corner.png", labels=[result.method.split(" ")[0]],
                 log_params=space_log)
     sim = Simulator(model, spec, dtype=torch.float64)
