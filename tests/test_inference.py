@@ -239,3 +239,17 @@ def test_importance_sampling_recovers_the_exact_posterior(setup, trained):
         # the small test network is rough; reweighting by the exact likelihood makes it agree
         assert abs(np.median(res.samples[:, i]) - np.median(ref[:, i])) < 0.15 * sd
         assert 0.85 < res.samples[:, i].std() / sd < 1.15
+
+
+def test_fast_sampler_draws_the_same_distribution_as_sbi(setup, trained):
+    _, _, _, _, counts = setup
+    x = trained._x(counts)[0]
+    torch.manual_seed(0)
+    with torch.no_grad():
+        reference = trained._posterior.sample((20000,), x=x, show_progress_bars=False).numpy()
+        fast = trained._sample_phi(20000, x).numpy()
+    lo, hi = trained.space.bounds_phi()
+    assert np.all((fast >= lo) & (fast <= hi))
+    sd = reference.std(0)
+    assert np.all(np.abs(np.median(fast, 0) - np.median(reference, 0)) < 0.05 * sd)
+    np.testing.assert_allclose(fast.std(0), sd, rtol=0.04)
