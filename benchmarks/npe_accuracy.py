@@ -31,6 +31,10 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--simulations", type=int, default=20000)
     ap.add_argument("--ensemble", type=int, default=1)
+    ap.add_argument("--hidden", type=int, default=50, help="hidden units per MADE layer")
+    ap.add_argument("--transforms", type=int, default=5)
+    ap.add_argument("--batch", type=int, default=200, help="training batch size")
+    ap.add_argument("--patience", type=int, default=20, help="epochs without validation improvement before stopping")
     args = ap.parse_args(argv)
     name = f"Reference_pha_tbabs_powerlaw_{args.counts}counts_groupconstant_5.pha"
     if not (NICER / name).is_file():
@@ -48,7 +52,9 @@ def main(argv=None):
     x = sim.sample(theta, seed=2)
     print(f"{int(obs.counts.sum())} counts; reference: emcee on the exact likelihood; shift (sigma) / width ratio")
     for seed in args.seeds:
-        post = NPE(model, prior, obs, ensemble=args.ensemble).append_simulations(theta, x).train(seed=seed, progress=False)
+        post = NPE(model, prior, obs, ensemble=args.ensemble, hidden_features=args.hidden,
+                   num_transforms=args.transforms).append_simulations(theta, x).train(
+            seed=seed, progress=False, training_batch_size=args.batch, stop_after_epochs=args.patience)
         s = post.sample(obs.counts, 20000, seed=seed)
         cells = []
         for i, n in enumerate(prior.names):

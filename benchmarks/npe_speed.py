@@ -4,7 +4,9 @@
    20,000 posterior samples, 200 test spectra, plots) on the 2,000-count NICER reference set-up.
 2. Amortized sampling: 20,000 posterior samples per spectrum with the trained network, timed on
    ``--spectra`` spectra and extrapolated to 500.
-3. For the same spectrum, wall time of the likelihood baselines (C-stat fit, emcee) in this run.
+3. For the same spectrum, wall time to a converged posterior of the likelihood baselines in this
+   run: C-stat fit, emcee (autocorrelation-time stopping), UltraNest (its default stopping rules),
+   each with its effective sample size, against NPE's training + amortized per-spectrum cost.
 Run: ``python benchmarks/npe_speed.py``.
 """
 
@@ -79,6 +81,16 @@ def main(argv=None):
         res = run_mcmc(lik, seed=0, progress=False)
         out["emcee_seconds"] = time.perf_counter() - t0
         out["emcee_effective_samples"] = float(np.min(res.ess))
+        from xsbi.likelihood import run_nested
+
+        t0 = time.perf_counter()
+        nres = run_nested(lik, seed=0, progress=False)
+        out["ultranest_seconds"] = time.perf_counter() - t0
+        out["ultranest_effective_samples"] = float(nres.record()["ess"])
+        out["ultranest_likelihood_calls"] = int(nres.ncall)
+        per = out["amortized_seconds_per_spectrum_20000_samples"]
+        out["npe_seconds_per_spectrum_amortized_20000_samples"] = per
+        out["npe_break_even_spectra_vs_emcee"] = out["xsbi_run_stages"]["train"] / max(out["emcee_seconds"] - per, 1e-9)
     for k, v in out.items():
         if not isinstance(v, dict):
             print(f"{k:<48s} {v:,.2f}" if isinstance(v, float) else f"{k:<48s} {v}")

@@ -446,3 +446,37 @@ def test_cstat_goodness():
     # batched: several spectra against one model
     gb = cstat_goodness(rng.poisson(model, size=(8, 400)), model)
     assert gb.z.shape == gb.expected.shape == (8,)
+
+
+@pytest.mark.parametrize("s, b, mu, r", WSTAT_CASES)
+def test_profile_background_maximises_the_joint_likelihood(s, b, mu, r):
+    from xsbi.stats import profile_background
+
+    beta = float(profile_background([s], [b], [mu], r)[0])
+
+    def negloglike(x):
+        return -(poisson_logpmf(s, mu + x) + poisson_logpmf(b, x / r))
+
+    assert beta >= 0
+    # no other level does better (checked on a grid around it and at the boundary)
+    grid = np.concatenate([[0.0], beta * np.linspace(0.5, 1.5, 41), [beta + 1e-3]])
+    with np.errstate(divide="ignore"):
+        assert all(negloglike(beta) <= negloglike(g) + 1e-9 for g in grid if g >= 0)
+
+
+def test_wstat_goodness_matches_a_monte_carlo_of_the_statistic():
+    from xsbi.stats import wstat_goodness
+
+    rng = np.random.default_rng(2)
+    mu = rng.uniform(1, 30, 60)
+    r = np.full(60, 0.2)
+    beta_true = np.full(60, 2.0)
+    s, b = rng.poisson(mu + beta_true), rng.poisson(beta_true / r)
+    g = wstat_goodness(s, b, mu, r, n_sims=4000, seed=1)
+    assert g.cstat == pytest.approx(float(wstat(s, b, mu, r)))
+    # an independent Monte Carlo at the true background: the same distribution to sampling error
+    w = np.asarray(wstat(rng.poisson(mu + beta_true, (4000, 60)), rng.poisson(beta_true / r, (4000, 60)), mu, r))
+    assert abs(g.expected - w.mean()) < 0.05 * w.mean() and abs(g.std / w.std() - 1) < 0.15
+    assert abs(g.z) < 4  # the observation was drawn from the model
+    # a wrong model is flagged
+    assert wstat_goodness(s, b, mu * 1.5, r, seed=1).z > 5

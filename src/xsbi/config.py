@@ -184,9 +184,12 @@ class MCMCConfig:
 
 @dataclass(frozen=True)
 class NestedConfig:
-    """Nested sampling (``inference.method: nested``)."""
+    """Nested sampling with UltraNest (``inference.method: nested``)."""
 
-    live_points: int = 400
+    live_points: int = 400  # minimum number of live points
+    dlogz: float = 0.5  # target uncertainty of ln Z
+    frac_remain: float = 0.01  # stop once this fraction of the evidence is left in the live points
+    max_ncalls: int | None = None  # cap on likelihood evaluations; None: none
 
 
 @dataclass(frozen=True)
@@ -217,7 +220,7 @@ class InferenceConfig:
     validation_fraction: float = 0.1
     stop_after_epochs: int = 20
     max_epochs: int | None = None
-    test_spectra: int = 200
+    test_spectra: int = 500
     device: str = "cpu"
     mcmc: MCMCConfig = field(default_factory=MCMCConfig)
     nested: NestedConfig = field(default_factory=NestedConfig)
@@ -751,7 +754,8 @@ _INFERENCE = {
     "importance_sampling": _bool,
     "device": _device,
     "mcmc": _sub(MCMCConfig, {"walkers": _int(2), "steps": _int(1, allow_none=True)}),
-    "nested": _sub(NestedConfig, {"live_points": _int(2)}),
+    "nested": _sub(NestedConfig, {"live_points": _int(2), "dlogz": _real(0), "frac_remain": _real(0, 1, hi_open=True),
+                                  "max_ncalls": _int(1, allow_none=True)}),
     "fit": _sub(FitConfig, {"starts": _int(1)}),
 }
 

@@ -15,6 +15,7 @@ import torch
 
 from .config import RunConfig, load_config
 from .data import load_spectrum
+from .data.preparation import prepare_spectrum, preparation_record
 from .inference.result import PosteriorResult
 from .record import Timer, versions, write_json
 from .simulate import Simulator
@@ -25,14 +26,8 @@ LIKELIHOOD_METHODS = ("cstat", "mcmc", "nested")
 def load_observation(cfg: RunConfig):
     d = cfg.data
     spec = load_spectrum(d.spectrum, rmf=d.rmf, arf=d.arf, background=d.background)
-    if d.group is not None:
-        if d.group.method == "constant":
-            spec = spec.group_constant(d.group.n)
-        elif d.group.method == "min_counts":
-            spec = spec.notice(list(d.energy)).group_min_counts(d.group.n)
-        else:
-            spec = spec.ungroup()
-    return spec.notice(list(d.energy))
+    # the same record goes into network.pt, so that `xsbi batch` prepares new files alike
+    return prepare_spectrum(spec, preparation_record(d.group, d.energy))
 
 
 def write_samples(path: Path, samples: np.ndarray, names: list[str], method: str) -> Path:
@@ -47,7 +42,36 @@ def write_samples(path: Path, samples: np.ndarray, names: list[str], method: str
     return path
 
 
-def _restrict(cfg, spec, model, prior, sim, space, progress):
+def write_test_set(path: Path, theta: np.ndarray, counts: np.ndarray, names: list[str], spec, seeds: dict,
+                   restriction: str) -> Path:
+    """Held-out spectra for ``xsbi validate``: FITS table ``TESTSET``, one float64 column per
+    parameter (physical units) and ``COUNTS`` (one n_bins vector per row); header: seeds, prior."""
+    from astropy.io import fits
+
+    from .inference.posterior import spectrum_identity
+
+    theta, counts = np.asarray(theta, dtype=np.float64), np.asarray(counts, dtype=np.float64)
+    cols = [fits.Column(name=n, format="D", array=theta[:, i]) for i, n in enumerate(names)]
+    cols.append(fits.Column(name="COUNTS", format=f"{counts.shape[1]}D", array=counts))
+    hdu = fits.BinTableHDU.from_columns(cols, name="TESTSET")
+    ident = spectrum_identity(spec)
+    h = hdu.header
+    h["PRIOR"] = ("restricted", "parameters drawn from the restricted prior")
+    h["RESTRICT"] = (restriction, "restriction method")
+    h["SEED"] = (int(seeds["run"]), "seed of the run")
+    h["THSEED"] = (int(seeds["theta"]), "seed of the parameter draws")
+    h["XSEED"] = (int(seeds["counts"]), "seed of the Poisson draws")
+    h["NBINS"] = (int(counts.shape[1]), "grouped, noticed bins per spectrum")
+    h["NPARAM"] = (len(names), "free parameters")
+    h["EXPOSURE"] = (ident["exposure"], "s")
+    h["RESPHASH"] = ident["response_hash"]  # sha256 of the response (no room for a comment)
+    h["BINSHASH"] = ident["bins_hash"]  # sha256 of the bin energies
+    h["CREATOR"] = f"xsbi {versions().get('xsbi', '')}"
+    hdu.writeto(path, overwrite=True)
+    return path
+
+
+def _restrict(cfg, spec, model, prior, sim, space, progress, x_obs, background=None):
     from .inference import restriction as R
     from .inference.npe import NPE
 
@@ -55,13 +79,13 @@ def _restrict(cfg, spec, model, prior, sim, space, progress):
     if rc.method == "none":
         return R.unrestricted(space)
     if rc.method == "counts":
-        crit = R.CountsWindow(*rc.counts_range(spec.counts.sum()))
+        crit = R.CountsWindow(*rc.counts_range(x_obs.sum()))
     elif rc.method == "cstat":
-        crit = R.CstatFraction(spec.counts, rc.fraction, space.dim)
+        crit = R.CstatFraction(x_obs, rc.fraction, space.dim)
     else:
         small = dict(density_estimator=inf.density_estimator, hidden_features=max(20, inf.hidden_features // 2),
                      num_transforms=max(2, inf.num_transforms // 2), preprocessing=inf.preprocessing)
-        return R.restrict_with_coarse_npe(lambda: NPE(model, prior, spec, **small), sim, space, spec.counts,
+        return R.restrict_with_coarse_npe(lambda: NPE(model, prior, spec, background=background, **small), sim, space, x_obs,
                                           simulations=rc.coarse_simulations, quantile=rc.coarse_quantile,
                                           seed=cfg.seed + 1, progress=progress)
     return R.restrict_with_classifier(sim, space, crit, rounds=rc.rounds, simulations=rc.simulations,
@@ -97,12 +121,24 @@ def run_analysis(config, out, method: str | None = None, progress: bool = True, 
         from .inference.space import ParameterSpace
 
         space = ParameterSpace(prior)
+        # with a background spectrum the simulator adds background counts to the source region,
+        # its rates drawn from their posterior given the background spectrum, so the network's
+        # posterior marginalises them (xsbi.simulate.background)
+        background = None
+        sim_obs = sim
+        if spec.background_counts is not None:
+            from .simulate.background import PoissonBackground, SourceAndBackground
+
+            background = PoissonBackground(spec)
+            sim_obs = SourceAndBackground(sim, background)
+            summary["background_model"] = background.record()
+        x_obs = np.asarray(spec.counts, dtype=np.float64)
         with timer("restriction"):
-            restricted = _restrict(cfg, spec, model, prior, sim, space, progress)
+            restricted = _restrict(cfg, spec, model, prior, sim_obs, space, progress, x_obs, background)
         summary["restriction"] = restricted.record()
         with timer("prior_predictive"):
             theta_pp = restricted.sample(1000, seed=cfg.seed + 2)
-            x_pp = sim.sample(theta_pp, seed=cfg.seed + 3)
+            x_pp = sim_obs.sample(theta_pp, seed=cfg.seed + 3)
             from .report import prior_predictive_coverage
 
             with warnings.catch_warnings(record=True) as caught:
@@ -116,7 +152,7 @@ def run_analysis(config, out, method: str | None = None, progress: bool = True, 
                 warnings.warn(w.message, w.category, stacklevel=2)
         npe_kwargs = dict(density_estimator=inf.density_estimator, hidden_features=inf.hidden_features,
                           num_transforms=inf.num_transforms, preprocessing=inf.preprocessing, pca=inf.pca,
-                          device=inf.device, ensemble=inf.ensemble)
+                          device=inf.device, ensemble=inf.ensemble, background=background)
         train_kwargs = dict(training_batch_size=inf.training_batch_size, learning_rate=inf.learning_rate,
                             stop_after_epochs=inf.stop_after_epochs, max_epochs=inf.max_epochs)
         if inf.method == "npe":
@@ -124,24 +160,28 @@ def run_analysis(config, out, method: str | None = None, progress: bool = True, 
 
             with timer("simulate"):
                 theta = restricted.sample(inf.simulations + inf.test_spectra, seed=cfg.seed + 4)
-                x = sim.sample(theta, seed=cfg.seed + 5)
+                x = sim_obs.sample(theta, seed=cfg.seed + 5)
             theta_test, x_test = theta[inf.simulations:], x[inf.simulations:]
+            if len(theta_test):
+                write_test_set(out / "test_set.fits", theta_test, x_test, list(prior.names), spec,
+                               {"run": cfg.seed, "theta": cfg.seed + 4, "counts": cfg.seed + 5}, restricted.method)
             with timer("train"):
                 posterior = NPE(model, prior, spec, **npe_kwargs).append_simulations(
                     theta[: inf.simulations], x[: inf.simulations]).train(seed=cfg.seed + 6, progress=progress, **train_kwargs)
+            posterior.meta["preparation"] = preparation_record(cfg.data.group, cfg.data.energy)
             posterior.save(out / "network.pt")
         else:
             from .inference.multiround import train_multiround
 
             with timer("train"):
-                posterior = train_multiround(model, prior, spec, sim, spec.counts, rounds=inf.rounds,
+                posterior = train_multiround(model, prior, spec, sim_obs, x_obs, rounds=inf.rounds,
                                              simulations_per_round=inf.simulations_per_round,
                                              proposal=restricted.distribution, seed=cfg.seed + 6, progress=progress,
                                              npe_kwargs=npe_kwargs, train_kwargs=train_kwargs)
             theta_test = x_test = None
         summary["training"] = posterior.meta["training"]
         with timer("sample"):
-            samples = posterior.sample(spec.counts, inf.posterior_samples, seed=cfg.seed + 7)
+            samples = posterior.sample(x_obs, inf.posterior_samples, seed=cfg.seed + 7)
         if inf.importance_sampling:
             from .inference.importance import importance_resample
             from .inference.result import summarize
@@ -149,13 +189,16 @@ def run_analysis(config, out, method: str | None = None, progress: bool = True, 
 
             with timer("importance_sampling"):
                 summary["npe_parameters"] = summarize(samples, prior.names)
-                res = importance_resample(posterior, PoissonLikelihood(spec, model, prior), spec.counts,
+                res = importance_resample(posterior, PoissonLikelihood(spec, model, prior), x_obs,
                                           inf.posterior_samples, seed=cfg.seed + 11)
                 samples = res.samples
                 summary["importance_sampling"] = res.record()
         if theta_test is not None and len(theta_test):
             with timer("test_set"):
-                draws = posterior.sample_batched(x_test, 1000, seed=cfg.seed + 8)
+                # at most 200,000 draws in all (1,000 per spectrum up to 200 spectra, 400 for 500):
+                # plenty for medians and 68% intervals, and the stage stays as cheap as it was
+                n_draws = int(max(200, min(1000, 200_000 // len(theta_test))))
+                draws = posterior.sample_batched(x_test, n_draws, seed=cfg.seed + 8)
                 q16, med, q84 = np.percentile(draws, [15.87, 50, 84.13], axis=1)
                 from .report import plot_regression, regression_summary
 
@@ -164,7 +207,8 @@ def run_analysis(config, out, method: str | None = None, progress: bool = True, 
                 if cfg.plots:
                     plot_regression(theta_test, med, q16, q84, space.names, out / "test_regression.png", log_params=log_names)
                     plots["test_regression"] = "test_regression.png"
-                summary["test_set"] = {"spectra": int(len(theta_test)), "regression": reg}
+                summary["test_set"] = {"spectra": int(len(theta_test)), "draws": n_draws, "file": "test_set.fits",
+                                       "regression": reg}
         if cfg.plots:
             from .report import plot_prior_predictive, plot_prior_vs_restricted
 
@@ -197,7 +241,7 @@ def run_analysis(config, out, method: str | None = None, progress: bool = True, 
 
 
 def _likelihood_method(cfg, spec, prior, summary, timer, progress):
-    from .likelihood import PoissonLikelihood, fit_cstat, run_mcmc
+    from .likelihood import PoissonLikelihood, fit_cstat, run_mcmc, run_nested
 
     lik = PoissonLikelihood(spec, prior.model, prior)
     inf = cfg.inference
@@ -216,9 +260,12 @@ def _likelihood_method(cfg, spec, prior, summary, timer, progress):
             res = run_mcmc(lik, n_walkers=inf.mcmc.walkers, n_steps=inf.mcmc.steps, seed=cfg.seed, progress=progress)
         summary["mcmc"] = res.record()
         return res.samples, "mcmc (emcee, Goodman & Weare 2010)"
-    from .errors import XsbiError
-
-    raise XsbiError("inference.method 'nested' (UltraNest) is not available yet; use npe, snpe, cstat or mcmc")
+    nc = inf.nested
+    with timer("nested"):
+        res = run_nested(lik, min_num_live_points=nc.live_points, dlogz=nc.dlogz, frac_remain=nc.frac_remain,
+                         max_ncalls=nc.max_ncalls, seed=cfg.seed, progress=progress)
+    summary["nested"] = res.record()
+    return res.samples, "nested sampling (UltraNest, Buchner 2021)"
 
 
 def _plots(out, spec, model, prior, result, plots):
@@ -232,5 +279,6 @@ def _plots(out, spec, model, prior, result, plots):
     mu = sim.expected_counts(result.samples[: min(2000, len(result.samples))])
     band = tuple(np.percentile(mu, [15.87, 84.13], axis=0))
     plot_folded_spectrum(spec, result.best_counts, out / "spectrum.png", model_band=band,
-                         label=f"best fit (C = {result.fit['cstat']:.1f}, expected {result.fit['expected_cstat']:.1f})")
+                         label=f"best fit ({'W' if result.statistic == 'wstat' else 'C'} = {result.fit['cstat']:.1f}, "
+                         f"expected {result.fit['expected_cstat']:.1f})")
     plots.update(corner="corner.png", spectrum="spectrum.png")

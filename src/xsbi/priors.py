@@ -24,6 +24,18 @@ def _log_sigmoid(u):
     return -np.logaddexp(0.0, -u)
 
 
+def _ppf_inside(prior, u, x):
+    # Clipping keeps rounding near u = 0 or 1 from stepping outside the support, where the
+    # density is zero; u outside [0, 1] has no quantile.
+    return np.where((u >= 0) & (u <= 1), np.clip(x, prior.low, prior.high), np.nan)
+
+
+def _ppf_scaled(prior, u):
+    # Uniform and LogUniform: the CDF is the (log-)scaled position.
+    u = np.asarray(u, dtype=float)
+    return _ppf_inside(prior, u, prior._unscale(u))
+
+
 class Prior:
     """A one-dimensional prior."""
 
@@ -34,6 +46,11 @@ class Prior:
         raise NotImplementedError
 
     def log_prob(self, x) -> np.ndarray:
+        raise NotImplementedError
+
+    def ppf(self, u) -> np.ndarray:
+        """Inverse CDF (quantile function), vectorised: maps ``u`` in [0, 1] to the support
+        (NaN outside [0, 1]); the unit-cube transform of nested sampling."""
         raise NotImplementedError
 
     def record(self) -> dict:
@@ -76,6 +93,9 @@ class Uniform(Prior):
         inside = (x >= self.low) & (x <= self.high)
         return np.where(inside, -math.log(self.high - self.low), -np.inf)
 
+    def ppf(self, u):
+        return _ppf_scaled(self, u)
+
     def record(self):
         return {"uniform": [self.low, self.high]}
 
@@ -107,6 +127,9 @@ class LogUniform(Prior):
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(inside, -np.log(x) - math.log(self._span), -np.inf)
 
+    def ppf(self, u):
+        return _ppf_scaled(self, u)  # log-linear: low * (high / low) ** u
+
     def record(self):
         return {"loguniform": [self.low, self.high]}
 
@@ -131,6 +154,10 @@ class Normal(Prior):
 
     def log_prob(self, x):
         return self._dist.logpdf(np.asarray(x, dtype=float))
+
+    def ppf(self, u):
+        u = np.asarray(u, dtype=float)
+        return _ppf_inside(self, u, self._dist.ppf(u))  # scipy's truncnorm: accurate in the tails
 
     # Unbounded sides need other bijections than the logit.
     def to_unconstrained(self, x):
@@ -262,6 +289,14 @@ class JointPrior:
     def log_prob(self, theta) -> np.ndarray:
         theta = np.atleast_2d(np.asarray(theta, dtype=float))
         return sum(p.log_prob(theta[:, i]) for i, p in enumerate(self._free))
+
+    def ppf(self, u) -> np.ndarray:
+        """(n, dim) points of the unit cube -> (n, dim) parameters, each column through its
+        prior's inverse CDF (the priors are independent, so this maps uniform draws to prior draws)."""
+        u = np.atleast_2d(np.asarray(u, dtype=float))
+        if u.shape[1] != self.dim:
+            raise ValueError(f"u must have shape (n, {self.dim}) with columns {self.names}; got {u.shape}")
+        return np.stack([p.ppf(u[:, i]) for i, p in enumerate(self._free)], axis=1)
 
     def to_unconstrained(self, theta) -> np.ndarray:
         theta = np.atleast_2d(np.asarray(theta, dtype=float))

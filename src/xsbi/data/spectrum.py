@@ -461,7 +461,7 @@ def _explicit(value, kind, arg):
     return path
 
 
-def load_spectrum(path, rmf=None, arf=None, background=None) -> Spectrum:
+def load_spectrum(path, rmf=None, arf=None, background=None, files=None) -> Spectrum:
     """Load a type I PHA spectrum (OGIP/92-007) with its response and background.
 
     Parameters
@@ -474,6 +474,10 @@ def load_spectrum(path, rmf=None, arf=None, background=None) -> Spectrum:
         Overrides ANCRFILE; False uses no ARF (combined RSP).
     background : str, Path, Spectrum or False, optional
         Overrides BACKFILE; False ignores the background.
+    files : object, optional
+        Reads the response, ARF and background files: ``files.rmf(path)``, ``files.arf(path)``
+        and ``files.background(path, rmf)`` (e.g. :class:`xsbi.batch.ResponseCache`, which reads
+        each file once for many spectra).  Default: read them.
 
     Returns
     -------
@@ -495,7 +499,7 @@ def load_spectrum(path, rmf=None, arf=None, background=None) -> Spectrum:
         else:
             raise DataError(f"{path} has no RESPFILE keyword (or it is 'none'); pass the "
                             "response explicitly with rmf='path/to/file.rmf'.")
-        rmf_obj = read_rmf(respfile)
+        rmf_obj = files.rmf(respfile) if files is not None else read_rmf(respfile)
 
     if isinstance(arf, ARF):
         arf_obj, ancrfile = arf, arf.path
@@ -508,7 +512,7 @@ def load_spectrum(path, rmf=None, arf=None, background=None) -> Spectrum:
             ancrfile = _find(pha.ancrfile, base, "ARF (ANCRFILE)", "arf", path)
         else:
             ancrfile = None
-        arf_obj = read_arf(ancrfile) if ancrfile is not None else None
+        arf_obj = None if ancrfile is None else files.arf(ancrfile) if files is not None else read_arf(ancrfile)
     if arf_obj is not None and rmf_obj.is_rsp:
         warnings.warn(f"{path}: the response {respfile} already includes the effective area "
                       "but an ARF is also applied; pass arf=False if that is wrong.",
@@ -525,7 +529,10 @@ def load_spectrum(path, rmf=None, arf=None, background=None) -> Spectrum:
             backfile = _find(pha.backfile, base, "Background (BACKFILE)", "background", path)
         else:
             backfile = None
-        bkg = _load_background(backfile, rmf_obj) if backfile is not None else None
+        if backfile is None:
+            bkg = None
+        else:
+            bkg = files.background(backfile, rmf_obj) if files is not None else _load_background(backfile, rmf_obj)
 
     return Spectrum(
         pha.channels, pha.counts, pha.exposure, rmf=rmf_obj, arf=arf_obj,

@@ -20,20 +20,10 @@ from .posterior import AmortizedPosterior
 
 
 def _truncated(posterior: AmortizedPosterior, base, x_obs, quantile: float, seed: int):
-    """``base`` restricted to {phi : q(phi | x_obs) >= its ``quantile``-quantile}."""
+    """``base`` restricted to the ``1 - quantile`` highest-density region of ``q(phi | x_obs)``."""
     from sbi.utils import RestrictedPrior as SbiRestrictedPrior
 
-    xo = posterior._x(x_obs)[0]
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        draws = posterior._posterior.sample((20_000,), x=xo, show_progress_bars=False)
-        threshold = float(torch.quantile(posterior._posterior.log_prob(draws, x=xo, norm_posterior=False), quantile))
-
-    def accept(phi):
-        with torch.no_grad():
-            return posterior._posterior.log_prob(phi.float(), x=xo, norm_posterior=False) >= threshold
-
-    return SbiRestrictedPrior(base, accept, sample_with="rejection")
+    return SbiRestrictedPrior(base, posterior.hpd_acceptor(x_obs, quantile, seed=seed), sample_with="rejection")
 
 
 def train_multiround(model, prior, spectrum, simulator, x_obs, rounds: int = 3, simulations_per_round: int = 1000,

@@ -84,10 +84,13 @@ class NPE:
         Train this many networks (different seeds and validation splits) and use their
         equal-weight mixture: averages out training noise and counters the over-confidence of
         single networks (Hermans et al. 2022, "A crisis in simulation-based inference?").
+    background : xsbi.simulate.PoissonBackground, optional
+        The background the simulations were made with (:class:`~xsbi.simulate.SourceAndBackground`):
+        recorded so that the network is only applied to spectra with this background.
     """
 
     def __init__(self, model, prior, spectrum, density_estimator="maf", hidden_features=50, num_transforms=5,
-                 preprocessing="anscombe", pca=None, device="cpu", ensemble: int = 1):
+                 preprocessing="anscombe", pca=None, device="cpu", ensemble: int = 1, background=None):
         self.model = model
         self.prior = prior
         self.spectrum = spectrum
@@ -100,6 +103,7 @@ class NPE:
         if int(ensemble) < 1:
             raise XsbiError(f"ensemble must be a positive number of networks, got {ensemble}")
         self.ensemble = int(ensemble)
+        self.background = background
         self._theta: list[np.ndarray] = []
         self._x: list[np.ndarray] = []
 
@@ -152,4 +156,5 @@ class NPE:
             "pca_components": self.preprocessor.n_features,
         }
         meta = make_meta(self.model, self.prior, self.spectrum, self.preprocessor, training)
+        meta["background"] = self.background.record() if self.background is not None else None
         return AmortizedPosterior(estimators, self.space, self.preprocessor, meta, self.build)

@@ -58,15 +58,22 @@ class AmortizedPosterior:
         net = getattr(self.estimators[i], "net", None)
         if net is None or not hasattr(net, "_transform") or not hasattr(net, "_embedding_net"):
             return self._posteriors[i].sample((n,), x=x, show_progress_bars=False)
-        # nflows repeats the spectrum for every draw, so each autoregressive pass recomputes the
-        # context layer (194 inputs) per sample; a single context row broadcasts to the same result
-        # at a fraction of the cost.  Draws outside the prior box are rejected, as sbi does.
+        # nflows repeats the spectrum for every draw and re-runs every MADE layer in each
+        # autoregressive pass; for one spectrum most of that is constant (see maf_sampler).
+        # Draws outside the prior box are rejected, as sbi does.
+        from .maf_sampler import FastMAFSampler, supports
+
         lo, hi = (torch.as_tensor(b, dtype=torch.float32) for b in self.space.bounds_phi())
-        context = net._embedding_net(x.reshape(1, -1).float())
+        if supports(net):
+            draw = FastMAFSampler(net, x)
+        else:
+            context = net._embedding_net(x.reshape(1, -1).float())
+
+            def draw(m):
+                return net._transform.inverse(net._distribution.sample(m), context=context)[0]
         kept, have, batch = [], 0, n
         for _ in range(1000):
-            noise = net._distribution.sample(batch)
-            phi, _ = net._transform.inverse(noise, context=context)
+            phi = draw(batch)
             phi = phi[torch.all((phi >= lo) & (phi <= hi), dim=1)]
             kept.append(phi)
             have += phi.shape[0]
@@ -97,14 +104,43 @@ class AmortizedPosterior:
             problems.append("different response (RMF/ARF)")
         if abs(ident["exposure"] - trained["exposure"]) > exposure_rtol * trained["exposure"]:
             problems.append(f"exposure {ident['exposure']:g} s, network trained for {trained['exposure']:g} s")
+        problems += self._background_problems(spectrum)
         if problems:
             raise DataError(
                 "this network was not trained for this spectrum: " + "; ".join(problems)
                 + ". Train a network on this set-up (xsbi run) or regroup/notice the spectrum as in training."
             )
 
+    @property
+    def background(self) -> dict | None:
+        """The background the network was trained with (``PoissonBackground.record()``), or None."""
+        return self.meta.get("background")
+
+    def _background_problems(self, spectrum) -> list[str]:
+        has = getattr(spectrum, "background_counts", None) is not None
+        if not self.background:
+            return []  # a background-free network ignores a background, as the paper did
+        if not has:
+            return ["the network was trained with a background spectrum and this spectrum has none"]
+        from ..simulate.background import PoissonBackground
+
+        mine = PoissonBackground(spectrum).identity()
+        if not np.isclose(mine["ratio_mean"], self.background["ratio_mean"], rtol=1e-6):
+            return [f"background scaling {mine['ratio_mean']:.6g}, network trained for {self.background['ratio_mean']:.6g}"]
+        if mine["counts_hash"] != self.background["counts_hash"]:
+            return [f"a different background spectrum ({mine['counts']} counts; the network's background "
+                    f"nuisance rates were drawn from one with {self.background['counts']})"]
+        return []
+
+    def observation(self, spectrum) -> np.ndarray:
+        """The counts the network reads for ``spectrum``, after checking it is one it was trained for."""
+        self.check_compatible(spectrum)
+        return np.asarray(spectrum.counts, dtype=np.float64)
+
     # --- inference ------------------------------------------------------------------------------
     def _x(self, counts) -> torch.Tensor:
+        if hasattr(counts, "counts"):
+            counts = self.observation(counts)
         c = torch.as_tensor(np.asarray(counts, dtype=np.float32))
         if c.ndim == 1:
             c = c[None]
@@ -120,8 +156,7 @@ class AmortizedPosterior:
     def sample(self, counts, n: int, seed: int | None = None, progress: bool = False) -> np.ndarray:
         """(n, d) physical posterior samples for one spectrum's grouped counts (or a Spectrum)."""
         if hasattr(counts, "counts"):
-            self.check_compatible(counts)
-            counts = counts.counts
+            counts = self.observation(counts)
         if seed is not None:
             torch.manual_seed(seed)
         x = self._x(counts)
@@ -151,11 +186,54 @@ class AmortizedPosterior:
         """log q(theta | x) in physical parameters (the network's density times the Jacobian)."""
         theta = np.atleast_2d(np.asarray(theta, dtype=np.float64))
         phi = torch.as_tensor(self.space.to_phi(theta), dtype=torch.float32)
-        x = self._x(counts)[0]
         with torch.no_grad():
-            lps = torch.stack([p.log_prob(phi, x=x, norm_posterior=False) for p in self._posteriors])
-            lp = (torch.logsumexp(lps, 0) - np.log(len(self._posteriors))).cpu().numpy()
+            lp = self._log_prob_phi(phi, self._x(counts)[0]).cpu().numpy()
         return lp + self.space.log_jacobian(theta)
+
+    def _member_log_prob(self, i: int, phi: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        net = getattr(self.estimators[i], "net", None)
+        if net is None or not hasattr(net, "_transform") or not hasattr(net, "_embedding_net"):
+            return self._posteriors[i].log_prob(phi, x=x, norm_posterior=False)
+        # nflows would repeat the spectrum for every point and recompute each transform's
+        # context layer per point; one context row broadcasts to the same values.
+        context = net._embedding_net(x.reshape(1, -1).float())
+        noise, logabsdet = net._transform(phi, context=context)
+        lp = net._distribution.log_prob(noise) + logabsdet
+        lo, hi = (torch.as_tensor(b, dtype=phi.dtype) for b in self.space.bounds_phi())
+        inside = torch.all((phi >= lo) & (phi <= hi), dim=1)
+        return torch.where(inside, lp, torch.full_like(lp, -torch.inf))
+
+    def _log_prob_phi(self, phi: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Unnormalised (inside the prior box) mixture density in network coordinates."""
+        phi = phi.float()
+        lps = torch.stack([self._member_log_prob(i, phi, x) for i in range(len(self._posteriors))])
+        return torch.logsumexp(lps, 0) - np.log(len(self._posteriors))
+
+    def hpd_acceptor(self, observations, quantile: float = 1e-4, n_draws: int = 20_000, seed: int = 0):
+        """Membership test ``accept(phi) -> bool tensor`` of a truncated posterior support.
+
+        The region is, for each observation, ``{phi : log q(phi | x) >= t}`` with ``t`` the
+        ``quantile``-quantile of ``log q`` under ``q`` itself (the highest-density region holding
+        ``1 - quantile`` of the mass), and the union over observations.  This is the truncation
+        of TSNPE (Deistler, Goncalves & Macke 2022) and of the coarse-NPE restricted prior.
+        """
+        obs = [np.asarray(o) for o in (observations if np.ndim(observations[0]) else [observations])]
+        xs = [self._x(o)[0] for o in obs]
+        thresholds = []
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            for xo in xs:
+                lp = self._log_prob_phi(self._sample_phi(int(n_draws), xo), xo)
+                thresholds.append(float(torch.quantile(lp, quantile)) if quantile > 0 else -np.inf)
+
+        def accept(phi: torch.Tensor) -> torch.Tensor:
+            ok = torch.zeros(phi.shape[0], dtype=torch.bool)
+            with torch.no_grad():
+                for xo, thr in zip(xs, thresholds):
+                    ok |= self._log_prob_phi(phi, xo) >= thr
+            return ok
+
+        return accept
 
     # --- persistence ----------------------------------------------------------------------------
     def save(self, path) -> Path:
@@ -204,13 +282,24 @@ class AmortizedPosterior:
     def record(self) -> dict:
         return {"meta": self.meta, "build": self.build}
 
+    @property
+    def preparation(self) -> dict:
+        """How training spectra were grouped and noticed (``xsbi.data.preparation``); networks
+        saved before it was recorded: the file's own grouping and the trained band."""
+        return self.meta.get("preparation") or {"group": {"method": "file"},
+                                                "notice_ranges": self.meta["spectrum"]["notice_ranges"]}
 
-def make_meta(model, prior, spectrum, preprocessor: Preprocessor, training: dict) -> dict:
+
+def make_meta(model, prior, spectrum, preprocessor: Preprocessor, training: dict, preparation: dict | None = None) -> dict:
+    ident = spectrum_identity(spectrum)
     return {
         "model": {"expression": model.expression, "options": model.options, "free": model.parameter_names,
                   "frozen": model.frozen},
         "priors": prior.record(),
-        "spectrum": spectrum_identity(spectrum),
+        "spectrum": ident,
+        # how to prepare a PHA file like the training spectrum (xsbi.data.preparation); `xsbi run`
+        # replaces it with its data.group and data.energy
+        "preparation": preparation or {"group": {"method": "file"}, "notice_ranges": ident["notice_ranges"]},
         "preprocess": {"transform": preprocessor.transform, "pca": preprocessor.pca},
         "training": training,
         "versions": versions(),

@@ -156,24 +156,9 @@ def restrict_with_coarse_npe(npe_factory, simulator, space: ParameterSpace, obse
     x = simulator.sample(theta, seed=seed + 1)
     posterior = npe_factory().append_simulations(theta, x).train(stop_after_epochs=10, seed=seed, progress=progress)
     observations = [np.asarray(o) for o in (observations if np.ndim(observations[0]) else [observations])]
-    xs = [posterior._x(o)[0] for o in observations]
-    thresholds = []
-    torch.manual_seed(seed + 2)
-    with torch.no_grad():
-        for xo in xs:
-            draws = posterior._posterior.sample((20_000,), x=xo, show_progress_bars=False)
-            lp = posterior._posterior.log_prob(draws, x=xo, norm_posterior=False)
-            thresholds.append(float(torch.quantile(lp, quantile)) if quantile > 0 else -np.inf)
-
-    def accept(phi: torch.Tensor) -> torch.Tensor:
-        ok = torch.zeros(phi.shape[0], dtype=torch.bool)
-        with torch.no_grad():
-            for xo, thr in zip(xs, thresholds):
-                ok |= posterior._posterior.log_prob(phi.float(), x=xo, norm_posterior=False) >= thr
-        return ok
-
+    accept = posterior.hpd_acceptor(observations, quantile, seed=seed + 2)
     restricted = SbiRestrictedPrior(prior, accept, sample_with="rejection")
-    history = [{"coarse_simulations": simulations, "quantile": quantile, "observations": len(xs),
+    history = [{"coarse_simulations": simulations, "quantile": quantile, "observations": len(observations),
                 "epochs": posterior.meta["training"]["epochs"]}]
     return RestrictedPrior(space, restricted, "coarse NPE posterior (HPD truncation, union over observations)",
                            history, time.perf_counter() - t0)

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..likelihood.poisson import summarize
-from ..stats import cstat, cstat_goodness, wstat
+from ..stats import cstat, cstat_goodness, wstat, wstat_goodness
 
 __all__ = ["PosteriorResult", "summarize", "fit_statistic"]
 
@@ -45,11 +45,16 @@ class PosteriorResult:
         stat = fit_statistic(spectrum, mu)
         i = int(np.argmin(stat))
         best = subset[i]
-        good = cstat_goodness(spectrum.counts, mu[i])
+        if spectrum.background_counts is not None:
+            # W-stat: no exact moments (Kaastra's are for C-stat); a parametric bootstrap
+            good = wstat_goodness(spectrum.counts, spectrum.background_counts, mu[i], spectrum.background_ratio)
+        else:
+            good = cstat_goodness(spectrum.counts, mu[i])
         return cls(
             names=list(names), samples=samples, method=method, summary=summarize(samples, names),
             best_fit={n: float(v) for n, v in zip(names, best)}, best_counts=mu[i],
             statistic="wstat" if spectrum.background_counts is not None else "cstat",
-            fit={"statistic": float(stat[i]), "cstat": float(good.cstat), "expected_cstat": float(good.expected),
+            fit={"statistic": float(stat[i]), "statistic_name": "W-stat" if spectrum.background_counts is not None
+                 else "C-stat", "cstat": float(good.cstat), "expected_cstat": float(good.expected),
                  "cstat_std": float(good.std), "cstat_z": float(good.z), "n_bins": int(spectrum.n_bins)},
         )

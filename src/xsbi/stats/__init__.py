@@ -24,9 +24,11 @@ from xsbi.stats.expected import (
     kaastra_cstat_variance,
     kaastra_expected_cstat,
 )
-from xsbi.stats.wstat import wstat
+from xsbi.stats.wstat import profile_background, wstat, wstat_goodness
 
 __all__ = [
+    "profile_background",
+    "wstat_goodness",
     "ASYMPTOTIC_THRESHOLD",
     "CstatGoodness",
     "chi2",
