@@ -35,6 +35,38 @@ class ImportanceResult:
                 "log_evidence_cstat": self.log_evidence}
 
 
+class _DefensiveGaussian:
+    """Gaussian with the samples' mean and ``widen`` times their covariance, full rank.
+
+    Built in standardised coordinates: parameters in phi differ in scale by orders of magnitude
+    (a norm in log10 next to kT in keV), and a covariance in raw units looks singular to an
+    eigenvalue cut-off, which would silently confine the defensive draws to a hyperplane while
+    their density is taken as a full-dimensional one.
+    """
+
+    def __init__(self, phi: np.ndarray, widen: float):
+        self.mean = phi.mean(0)
+        self.scale = phi.std(0) * widen
+        self.scale = np.where(self.scale > 0, self.scale, 1e-12)
+        corr = np.atleast_2d(np.corrcoef(((phi - self.mean) / self.scale).T))
+        dim = phi.shape[1]
+        # a small ridge keeps an exact degeneracy (e.g. a parameter pinned to a bound) full rank
+        self.chol = np.linalg.cholesky(corr + 1e-6 * np.eye(dim))
+        self.log_norm = (-0.5 * dim * np.log(2 * np.pi) - np.sum(np.log(np.diag(self.chol)))
+                         - np.sum(np.log(self.scale)))
+
+    def rvs(self, n: int, rng) -> np.ndarray:
+        z = rng.standard_normal((int(n), self.mean.size))
+        return self.mean + (z @ self.chol.T) * self.scale
+
+    def logpdf(self, phi: np.ndarray) -> np.ndarray:
+        u = (np.atleast_2d(phi) - self.mean) / self.scale
+        from scipy.linalg import solve_triangular
+
+        z = solve_triangular(self.chol, u.T, lower=True)
+        return self.log_norm - 0.5 * np.sum(z**2, axis=0)
+
+
 def importance_resample(posterior, likelihood, counts, n: int, n_proposal: int | None = None, seed: int = 0,
                         min_efficiency: float = 0.01, defensive: float = 0.2, widen: float = 2.0) -> ImportanceResult:
     """Draw ``n_proposal`` samples from NPE, weight them by the exact posterior, resample ``n``.
@@ -43,8 +75,6 @@ def importance_resample(posterior, likelihood, counts, n: int, n_proposal: int |
     and priors (its ``log_posterior`` is the unnormalised target).  ``defensive`` is the fraction
     of proposals drawn from the widened Gaussian (0 for the network alone).
     """
-    from scipy import stats
-
     if not 0.0 <= defensive < 1.0:
         raise XsbiError(f"defensive fraction must be in [0, 1), got {defensive}")
     n_proposal = int(n_proposal or 2 * n)
@@ -53,16 +83,15 @@ def importance_resample(posterior, likelihood, counts, n: int, n_proposal: int |
     n_g = int(round(defensive * n_proposal))
     theta_q = posterior.sample(counts, n_proposal - n_g, seed=seed)
     phi_q = space.to_phi(theta_q)
-    gauss = stats.multivariate_normal(phi_q.mean(0), np.cov(phi_q.T).reshape(space.dim, space.dim) * widen**2,
-                                      allow_singular=True)
-    phi_g = gauss.rvs(size=n_g, random_state=rng).reshape(n_g, space.dim)
+    gauss = _DefensiveGaussian(phi_q, widen)
+    phi_g = gauss.rvs(n_g, rng)
     lo, hi = space.bounds_phi()
     phi_g = phi_g[np.all((phi_g >= lo) & (phi_g <= hi), axis=1)]  # outside the prior: zero weight anyway
     theta = np.concatenate([theta_q, space.to_theta(phi_g)])
     log_q = posterior.log_prob(theta, counts)
     if n_g:
         # mixture density in theta: network and Gaussian (in phi, times the Jacobian)
-        log_g = gauss.logpdf(space.to_phi(theta)).reshape(-1) + space.log_jacobian(theta)
+        log_g = gauss.logpdf(space.to_phi(theta)) + space.log_jacobian(theta)
         log_q = np.logaddexp(np.log1p(-defensive) + log_q, np.log(defensive) + log_g)
     log_w = likelihood.log_posterior(theta) - log_q
     finite = np.isfinite(log_w)
