@@ -13,11 +13,11 @@ settings, seeds, versions and timings (``OUT/results.json`` holds the same in JS
 * ``minima`` (Fig. 11, section 6): ``tbabs*(powerlaw+bbodyrad)`` with the paper's model-2 priors,
   restricted to spectra of 10,000-100,000 counts on the 11.1 s NICER reference exposure; one NPE
   (50,000 simulations; the paper used 100,000), then on 500 held-out test spectra the C-stat of the
-  NPE best fit (lowest C-stat among 20,000 posterior draws) against single-start C-stat
-  minimisations started (a) at the true parameters, (b) from a restricted-prior draw, (c) from a
-  full-prior draw.  The reference minimum of a spectrum is the
-  lowest C-stat found by any of these, by a multi-start fit and by a fit started at the NPE best fit;
-  an outlier is a C-stat above the reference by more than 2.71.
+  NPE best fit as ``xsbi run`` reports it (the lowest-C-stat of 20,000 posterior draws, then a local
+  C-stat fit from it; the draw alone is also reported) against single-start C-stat minimisations
+  started (a) at the true parameters, (b) from a restricted-prior draw, (c) from a full-prior draw.
+  The reference minimum of a spectrum is the lowest C-stat found by any of these and by a
+  multi-start fit; an outlier is a C-stat above the reference by more than 2.71.
 * ``pca`` (Figs. 12-13, section 7): the 2,000-count NPE trained on the same simulations with and
   without a PCA keeping 90% of the variance: input dimension and components, training and
   inference times, raw-network posterior widths (PCA / no PCA and against emcee); a third network
@@ -284,7 +284,9 @@ def part_minima(out: Path, s: dict, seed: int) -> dict:
 
     starts_b = restricted.sample(len(theta_test), seed=seed + 10)
     starts_c = prior.sample(len(theta_test), seed=seed + 11)
-    kinds = ["npe", "npe_1k", "truth", "restricted", "full", "multi", "npe_polish"]
+    # "npe" is the best fit as `xsbi run` reports it (PosteriorResult.from_samples with a likelihood):
+    # the lowest-C-stat draw ("npe_draw", the paper's definition), then a local minimisation from it
+    kinds = ["npe", "npe_draw", "npe_1k", "truth", "restricted", "full", "multi"]
     cst = {k: np.full(len(theta_test), np.nan) for k in kinds}
     best_theta = {k: np.full((len(theta_test), prior.dim), np.nan) for k in kinds}
     fit_time = {k: 0.0 for k in kinds}
@@ -304,14 +306,14 @@ def part_minima(out: Path, s: dict, seed: int) -> dict:
             t0 = time.perf_counter()
             c32 = cstat(x_test[i].astype(np.float64)[None, :], sim.expected_counts(draws).astype(np.float64),
                         validate=False)
-            for kind, n_use in (("npe", len(draws)), ("npe_1k", n_small)):
+            for kind, n_use in (("npe_draw", len(draws)), ("npe_1k", n_small)):
                 top = np.argsort(c32[:n_use])[:20]
                 c = lik.cstat(draws[top])
                 j = int(np.argmin(c))
                 cst[kind][i], best_theta[kind][i] = c[j], draws[top[j]]
-            fit_time["npe"] += time.perf_counter() - t0
+            fit_time["npe_draw"] += time.perf_counter() - t0
             for kind, start in (("truth", theta_test[i]), ("restricted", starts_b[i]), ("full", starts_c[i]),
-                                ("npe_polish", best_theta["npe"][i])):
+                                ("npe", best_theta["npe_draw"][i])):
                 t0 = time.perf_counter()
                 r = fit_cstat(lik, starts=[start], delta_c=None)
                 fit_time[kind] += time.perf_counter() - t0
@@ -325,12 +327,12 @@ def part_minima(out: Path, s: dict, seed: int) -> dict:
     ref = np.nanmin(np.vstack([cst[k] for k in kinds]), axis=0)
     delta = {k: cst[k] - ref for k in kinds}
     outliers = {k: delta[k] > DELTA_C for k in kinds}
-    labels = {"npe": f"NPE best fit (lowest C-stat of {s['draws']:,} posterior draws)",
-              "npe_1k": f"NPE best fit, first {n_small:,} draws only",
+    labels = {"npe": f"NPE best fit (as `xsbi run`: lowest-C-stat draw, then a local fit from it)",
+              "npe_draw": f"NPE lowest-C-stat draw of {s['draws']:,} (the paper's best fit)",
+              "npe_1k": f"NPE lowest-C-stat draw, first {n_small:,} draws only",
               "truth": "single start (a): true parameters", "restricted": "single start (b): restricted-prior draw",
               "full": "single start (c): full-prior draw",
-              "multi": f"multi-start fit ({s['multi_starts']} full-prior starts)",
-              "npe_polish": "single start from the NPE best fit"}
+              "multi": f"multi-start fit ({s['multi_starts']} full-prior starts)"}
     width = prior.high - prior.low
     at_bound = {k: np.any((best_theta[k] - prior.low <= 1e-4 * width) | (prior.high - best_theta[k] <= 1e-4 * width), axis=1)
                 for k in kinds}
@@ -402,7 +404,7 @@ def _plot_minima(out: Path, cst: dict, ref: np.ndarray, labels: dict, theta_test
 
     fig, ax = plt.subplots(figsize=(9, 4.6))
     idx = np.arange(len(ref))
-    marks = {"npe": ("o", "tab:green"), "truth": ("^", "tab:blue"), "restricted": ("s", "tab:orange"),
+    marks = {"npe": ("o", "tab:green"), "npe_draw": (".", "tab:olive"), "truth": ("^", "tab:blue"), "restricted": ("s", "tab:orange"),
              "full": ("v", "tab:red"), "multi": ("x", "0.4")}
     for kind, (mk, col) in marks.items():
         ax.scatter(idx, np.maximum(cst[kind] - ref, 0.0), s=10, marker=mk, color=col, label=labels[kind], alpha=0.8)
@@ -463,7 +465,7 @@ def part_pca(out: Path, s: dict, seed: int) -> dict:
            "test_spectra": int(len(theta_te)), "mcmc_seconds": t_mcmc, "components_zscored_counts": k_paper,
            "pca_fraction_paper_components": f_paper, "reference": ref_q, "names": list(prior.names),
            "runs": {}}
-    samples = {}
+    samples, test_widths = {}, {}
     for label, pca in (("no_pca", None), ("pca", s["pca"]), ("pca_paper_k", f_paper)):
         _say(f"pca: training ({label})")
         with _quiet():
@@ -482,6 +484,11 @@ def part_pca(out: Path, s: dict, seed: int) -> dict:
         t_test = time.perf_counter() - t0
         q16, med, q84 = np.percentile(draws, [15.87, 50, 84.13], axis=1)
         plot_regression(theta_te, med, q16, q84, space.names, out / f"regression_{label}.png", log_params=logs)
+        # widths over the test set, in the network's coordinates (log10 for log-uniform priors), where
+        # one network's error on one spectrum averages out
+        p16, p84 = space.to_phi(q16), space.to_phi(q84)
+        phi_te = space.to_phi(theta_te)
+        test_widths[label] = (p84 - p16) / 2
         q = _quantile_row(samples[label])
         res["runs"][label] = {
             "input_dimension": int(obs.n_bins), "features": int(tr["pca_components"] or obs.n_bins),
@@ -492,6 +499,8 @@ def part_pca(out: Path, s: dict, seed: int) -> dict:
             "quantiles": q,
             "vs_mcmc": {n: _against(q[j], ref_q[j]) for j, n in enumerate(prior.names)},
             "regression": regression_summary(theta_te, med, names=space.names, log_params=logs),
+            "test_coverage_68": {n: float(np.mean((phi_te[:, j] >= p16[:, j]) & (phi_te[:, j] <= p84[:, j])))
+                                 for j, n in enumerate(prior.names)},
         }
     a, b = res["runs"]["no_pca"], res["runs"]["pca"]
     res["reduction_factor"] = a["features"] / b["features"]
@@ -500,6 +509,9 @@ def part_pca(out: Path, s: dict, seed: int) -> dict:
     res["test_set_speedup"] = a["test_set_seconds"] / b["test_set_seconds"]
     res["width_ratio_pca_over_no_pca"] = {n: b["quantiles"][j]["sigma"] / a["quantiles"][j]["sigma"]
                                           for j, n in enumerate(prior.names)}
+    # per test spectrum, width with PCA over width without; the median over the test set
+    res["test_width_ratio_pca_over_no_pca"] = {
+        n: float(np.median(test_widths["pca"][:, j] / test_widths["no_pca"][:, j])) for j, n in enumerate(prior.names)}
     res["shift_pca_vs_no_pca"] = {n: (b["quantiles"][j]["median"] - a["quantiles"][j]["median"]) / a["quantiles"][j]["sigma"]
                                   for j, n in enumerate(prior.names)}
     c = res["runs"]["pca_paper_k"]
@@ -508,8 +520,14 @@ def part_pca(out: Path, s: dict, seed: int) -> dict:
                       "train_speedup": a["train_seconds"] / c["train_seconds"],
                       "sample_speedup": a["sample_seconds"] / c["sample_seconds"],
                       "width_ratio": {n: c["quantiles"][j]["sigma"] / a["quantiles"][j]["sigma"]
-                                      for j, n in enumerate(prior.names)}}
-    res["floor_met"] = all(abs(v - 1.0) <= PCA_WIDTH_FLOOR for v in res["width_ratio_pca_over_no_pca"].values())
+                                      for j, n in enumerate(prior.names)},
+                      "test_width_ratio": {n: float(np.median(test_widths["pca_paper_k"][:, j] / test_widths["no_pca"][:, j]))
+                                           for j, n in enumerate(prior.names)}}
+    # judged on the test set: on one spectrum each network's own error (+-10% in width between
+    # seeds, see npe_accuracy.py) dominates the comparison
+    res["floor_met"] = all(abs(v - 1.0) <= PCA_WIDTH_FLOOR for v in res["test_width_ratio_pca_over_no_pca"].values())
+    res["floor_met_reference_spectrum"] = all(abs(v - 1.0) <= PCA_WIDTH_FLOOR
+                                              for v in res["width_ratio_pca_over_no_pca"].values())
     plot_corner([ref, samples["no_pca"], samples["pca"], samples["pca_paper_k"]], list(prior.names),
                 out / "fig13_corner.png",
                 labels=["emcee", "NPE (raw, no PCA)", f"NPE (raw, PCA {s['pca']:.0%}: {b['features']} components)",
@@ -530,6 +548,9 @@ def _report(results: dict, meta: dict) -> str:
          "Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".", "",
          "Wall time per part: " + ", ".join(f"{k} {v:.0f} s" for k, v in meta["part_seconds"].items())
          + f"; total {meta['total_seconds']:.0f} s.", ""]
+    for p, when in meta.get("kept_from_earlier_runs", {}).items():
+        L += [f"Part `{p}` is kept from an earlier run into the same directory ({when['date']}, "
+              f"`{' '.join(when['argv'])}`).", ""]
     if "posteriors" in results:
         s = meta["settings"]["posteriors"]
         L += ["## Figs. 5-10: single- and multi-round posteriors against emcee and nested sampling", "",
@@ -591,14 +612,16 @@ def _report(results: dict, meta: dict) -> str:
               f"({r['full_prior_fraction_in_window']:.0%} of the full prior).  NPE trained on "
               f"{r['simulations']:,} simulations ({r['training']['epochs']} epochs, {r['training']['train_seconds']:.0f} s); "
               f"{r['test_spectra']} test spectra ({r['test_counts_range'][0]:,}-{r['test_counts_range'][1]:,} counts) "
-              f"drawn from the restricted prior.  NPE best fit: lowest C-stat of {r['draws_per_spectrum']:,} posterior "
-              "draws.  Fits: `fit_cstat` (L-BFGS-B in the prior's logit coordinates), single-threaded.  Reference "
+              f"drawn from the restricted prior.  NPE best fit, as `xsbi run` reports it: the lowest-C-stat of "
+              f"{r['draws_per_spectrum']:,} posterior draws (the paper's definition, also listed alone), then a local "
+              "C-stat fit started there.  Fits: `fit_cstat` (L-BFGS-B in the prior's logit coordinates, then a bounded "
+              "polish of parameters stalled on a prior bound), single-threaded.  Reference "
               "minimum: the lowest C-stat any method found.  Outlier: C-stat > reference + 2.71.", "",
               "| method | outliers | fraction | of which at a prior bound | median dC | max dC "
               "| time (s, all spectra; NPE: sampling + C-stats) |",
               "|---|---:|---:|---:|---:|---:|---:|"]
         for k, lb in r["labels"].items():
-            t = None if k == "npe_1k" else r["fit_seconds"][k] + (r["timings_s"]["npe_sampling"] if k == "npe" else 0.0)
+            t = None if k == "npe_1k" else r["fit_seconds"][k] + (r["timings_s"]["npe_sampling"] if k == "npe_draw" else 0.0)
             L.append(f"| {lb} | {r['outliers'][k]} | {r['outlier_fraction'][k]:.1%} | {r['outliers_at_prior_bound'][k]} | "
                      f"{r['median_delta'][k]:.2f} | "
                      f"{r['max_delta'][k]:.1f} | {_fmt(t, '.0f')} |")
@@ -608,11 +631,10 @@ def _report(results: dict, meta: dict) -> str:
               + ", ".join(f"{n} ({k})" for k, n in r["npe_above_minimiser"].items()) + " spectra.", "",
               f"Floor (NPE has no outliers where single-start minimisation has some): "
               f"**{'met' if r['floor']['met'] else 'not met'}** - {r['floor']['text']}.", "",
-              "Most minimiser outliers end with a parameter on a prior bound (typically the blackbody switched off: "
-              "kT = 0.3 keV and norm = 1).  Some are constrained local minima; others are stalls of `fit_cstat`, "
-              "which minimises in logit coordinates where the gradient vanishes at a bound even when C would "
-              "decrease inward (a bounded L-BFGS-B in physical coordinates restarted from such a point reaches "
-              "the reference minimum).", "",
+              "The minimiser outliers from random starts mostly end with a parameter on a prior bound (typically "
+              "the blackbody switched off: kT = 0.3 keV and norm = 1): constrained local minima the fit cannot "
+              "leave.  The NPE draw lands in the global basin; where the network is a little off for a spectrum "
+              "its best draw can sit a few units of C above the minimum, which the local fit from it removes.", "",
               "Figures: `minima/fig11_cstat_scatter.png`, `minima/fig11_delta_cstat.png`; per-spectrum numbers in "
               "`minima/minima.npz`.", ""]
     if "pca" in results:
@@ -644,15 +666,23 @@ def _report(results: dict, meta: dict) -> str:
               f"width PCA {c['features']} / no PCA | no PCA vs emcee | PCA 90% vs emcee | PCA {c['features']} vs emcee | "
               f"regression slope no PCA / PCA 90% / PCA {c['features']} |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for n in names:
-            L.append(f"| {n} | {r['width_ratio_pca_over_no_pca'][n]:.3f} | {_fmt(r['shift_pca_vs_no_pca'][n])} | "
+            L.append(f"| {n} | {r['test_width_ratio_pca_over_no_pca'][n]:.3f} (reference spectrum "
+                     f"{r['width_ratio_pca_over_no_pca'][n]:.3f}) | {_fmt(r['shift_pca_vs_no_pca'][n])} | "
                      f"{r['paper_k']['width_ratio'][n]:.3f} | "
                      f"{_fmt(a['vs_mcmc'][n]['shift'])} / {a['vs_mcmc'][n]['width_ratio']:.2f} | "
                      f"{_fmt(b['vs_mcmc'][n]['shift'])} / {b['vs_mcmc'][n]['width_ratio']:.2f} | "
                      f"{_fmt(c['vs_mcmc'][n]['shift'])} / {c['vs_mcmc'][n]['width_ratio']:.2f} | "
                      f"{a['regression'][n]['slope']:.3f} / {b['regression'][n]['slope']:.3f} / "
                      f"{c['regression'][n]['slope']:.3f} |")
-        L += ["", f"Floor (PCA posterior widths within 10% of those without PCA): "
-              f"**{'met' if r['floor_met'] else 'not met'}**.", "",
+        L += ["", "Widths: the median over the test spectra of the per-spectrum ratio of 68% half-widths (in "
+              "log10 for log-uniform parameters), and in parentheses the ratio on the reference spectrum alone.  "
+              "68% coverage of the test truths (no PCA / PCA 90% / PCA "
+              f"{c['features']}): " + "; ".join(
+                  f"{n} {a['test_coverage_68'][n]:.0%} / {b['test_coverage_68'][n]:.0%} / {c['test_coverage_68'][n]:.0%}"
+                  for n in names) + ".", "",
+              f"Floor (PCA posterior widths within 10% of those without PCA, over the test set): "
+              f"**{'met' if r['floor_met'] else 'not met'}** (on the reference spectrum alone: "
+              f"{'met' if r.get('floor_met_reference_spectrum') else 'not met'}).", "",
               "Figures: `pca/regression_pca.png` (Fig. 12), `pca/regression_no_pca.png`, `pca/regression_pca_paper_k.png`, "
               "`pca/fig13_corner.png` (Fig. 13).", ""]
     return "\n".join(L)
@@ -725,6 +755,18 @@ def main(argv=None) -> dict:
             "torch_threads": torch.get_num_threads(), "versions": versions(),
             "settings": {p: settings[p] for p in parts}, "part_seconds": part_seconds,
             "total_seconds": time.perf_counter() - t_start}
+    previous = out / "results.json"
+    if previous.is_file() and set(parts) != set(PARTS):
+        # parts not rerun are kept from the earlier run into OUT, with when and how they ran
+        old = json.loads(previous.read_text())
+        if bool(old["meta"].get("quick")) == bool(args.quick):
+            for p, r in old["results"].items():
+                if p not in results:
+                    results[p] = r
+                    meta["settings"][p] = old["meta"]["settings"][p]
+                    meta["part_seconds"][p] = old["meta"]["part_seconds"][p]
+                    meta.setdefault("kept_from_earlier_runs", {})[p] = old["meta"].get(
+                        "kept_from_earlier_runs", {}).get(p, {"date": old["meta"]["date"], "argv": old["meta"]["argv"]})
     (out / "report.md").write_text(_report(results, meta))
     (out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2, default=_json) + "\n")
     for line in _summary_lines(results):

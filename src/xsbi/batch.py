@@ -2,7 +2,8 @@
 
 Every spectrum is prepared as the network's training spectrum was (the grouping and band recorded
 in ``network.pt``, see :mod:`xsbi.data.preparation`), checked against the training set-up
-(bins, response, exposure, background) and, when it fits, given ``n_samples`` posterior draws; its
+(bins, response, exposure or its trained range, background) and, when it fits, given ``n_samples``
+posterior draws (each spectrum with its own exposure for a network conditioned on exposure); its
 row holds per parameter the median and the 16% and 84% quantiles (as ``summary.json``), and the
 best fit among the draws (lowest C-stat; W-stat for a network trained with a background) with its
 C-stat against the value expected for the best-fit model (Kaastra 2017).  Spectra the network was
@@ -11,7 +12,8 @@ not trained for, and files that cannot be read, get a ``skipped`` row that says 
 Throughput: files are read in a background thread while the network works; responses (and
 background spectra) are read once per distinct file; spectra are processed in blocks whose
 posterior draws come from one batched pass of the flow (:mod:`xsbi.inference.maf_batch`) and
-whose models are folded in one batched call per response set-up.  Rows are written to the CSV file
+whose models are folded in one batched call per response set-up (whatever the spectra's exposures:
+the expected counts are scaled to each).  Rows are written to the CSV file
 as they come, and the FITS table is streamed from it at the end: memory does not grow with the
 number of spectra.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 import queue
 import threading
 import time
@@ -41,6 +44,7 @@ FIXED = ("file", "status", "reason", "counts", "exposure")
 FIT = ("cstat", "expected_cstat", "cstat_std", "cstat_sigma")
 STRING_COLUMNS = ("file", "status", "reason")
 NOT_TRAINED = "this network was not trained for this spectrum: "
+_OUT_OF_RANGE = re.compile(r"^exposure (\S+) s is outside the range (\S+)-(\S+) s ")
 _FIT_ROWS = 512  # draws whose models are computed at once for the best fit (~2 MB: they stay in cache)
 
 
@@ -135,9 +139,16 @@ def _not_trained(exc: Exception) -> tuple[str, str]:
     if NOT_TRAINED not in msg:
         return msg, "incompatible spectrum"
     core = msg.split(NOT_TRAINED, 1)[1].split(". Train a network", 1)[0]
-    cats = []
+    cats, parts = [], []
     for problem in core.split("; "):
-        if "bins" in problem or "grouping" in problem or "band" in problem:
+        out_of_range = _OUT_OF_RANGE.match(problem)
+        if out_of_range:
+            t, lo, hi = out_of_range.groups()
+            problem = f"exposure outside the trained range ({t} s; the network covers {lo}-{hi} s)"
+        parts.append(problem)
+        if out_of_range:
+            cats.append("exposure outside the trained range")
+        elif "bins" in problem or "grouping" in problem or "band" in problem:
             cats.append("binning or band differs")
         elif "response" in problem:
             cats.append("response differs")
@@ -147,12 +158,14 @@ def _not_trained(exc: Exception) -> tuple[str, str]:
             cats.append("background differs")
         else:
             cats.append(problem)
-    return "not trained for this spectrum: " + core, " and ".join(dict.fromkeys(cats))
+    return "not trained for this spectrum: " + "; ".join(parts), " and ".join(dict.fromkeys(cats))
 
 
 def _setup_key(spec, ident) -> tuple:
+    # no exposure: one simulator per response serves every exposure (best_fit scales its counts),
+    # so that spectra of many exposures do not each build and evict a simulator
     areascal = np.asarray(spec.areascal, dtype=np.float64)
-    return (ident["response_hash"], ident["bins_hash"], ident["exposure"], areascal.tobytes())
+    return (ident["response_hash"], ident["bins_hash"], areascal.tobytes())
 
 
 class _Screen:
@@ -204,6 +217,7 @@ class _Engine:
         self.seed = int(seed)
         self.names = list(posterior.names)
         self.with_background = bool(getattr(posterior, "background", None))
+        self.exposure_conditioned = getattr(posterior, "exposure_range", None) is not None
         self.preparation = getattr(posterior, "preparation", None) or preparation_record(
             None, posterior.meta["spectrum"]["notice_ranges"])
         self.n_bins = int(posterior.meta["spectrum"]["n_bins"])
@@ -224,6 +238,7 @@ class _Engine:
             item.reason, item.category = f"cannot be prepared as the training spectrum: {exc}", "preparation failed"
             return item
         item.total = int(spec.counts.sum())
+        item.exposure = float(spec.exposure)
         try:
             if hasattr(self.posterior, "observation"):
                 x = self.posterior.observation(spec)
@@ -255,8 +270,12 @@ class _Engine:
                          category="unreadable file or response")
         return self.item_from_spectrum(index, label, spec)
 
-    def item_from_counts(self, index, label, counts, setup_spec, setup) -> _Item:
-        item = _Item(index, label, exposure=float(setup_spec.exposure))
+    def item_from_counts(self, index, label, counts, setup_spec, setup, exposure=None) -> _Item:
+        item = _Item(index, label, exposure=float(setup_spec.exposure if exposure is None else exposure))
+        problem = self.posterior.exposure_problem(item.exposure) if hasattr(self.posterior, "exposure_problem") else None
+        if problem:
+            item.reason, item.category = _not_trained(XsbiError(NOT_TRAINED + problem))
+            return item
         x = np.asarray(counts)
         n_in = self.n_bins * (2 if self.with_background else 1)
         if x.shape != (n_in,):
@@ -271,7 +290,9 @@ class _Engine:
         item.total = int(item.counts.sum())
         if self.with_background:
             item.background = xf[self.n_bins:]
-            item.ratio = np.broadcast_to(np.asarray(setup_spec.background_ratio, dtype=np.float64), item.counts.shape)
+            # the source region's share of the background grows with the source exposure
+            ratio = np.asarray(setup_spec.background_ratio, dtype=np.float64) * (item.exposure / setup_spec.exposure)
+            item.ratio = np.broadcast_to(ratio, item.counts.shape)
         item.setup, item.spectrum = setup, setup_spec
         return item
 
@@ -322,12 +343,18 @@ class _Engine:
             sim32, sim64 = self._simulators(key, items[idx[0]].spectrum)
             th = torch.as_tensor(theta[idx].reshape(-1, d), dtype=torch.float32)
             G = len(idx)
+            # the simulators fold for the exposure of the spectrum they were built with
+            scale = np.array([items[i].exposure / sim64.exposure for i in idx])
+            scaled = bool(np.any(scale != 1.0))
+            scale_t = torch.as_tensor(scale, dtype=torch.float32)
             stat = torch.empty(G * n, dtype=torch.float64)
             k = torch.as_tensor(np.stack([items[i].counts for i in idx]), dtype=torch.float32).t()  # (n_bins, G)
             for r0 in range(0, G * n, _FIT_ROWS):  # a few MB of models at a time: they stay in cache
                 r1 = min(G * n, r0 + _FIT_ROWS)
                 mu = sim32(th[r0:r1])  # (n_bins, rows)
                 spec_of_row = torch.arange(r0, r1) // n
+                if scaled:
+                    mu.mul_(scale_t[spec_of_row][None, :])
                 if self.with_background:
                     rows = [idx[int(r)] for r in spec_of_row]
                     stat[r0:r1] = torch.as_tensor(self._statistic(items, rows, mu.t().double().numpy()))
@@ -342,6 +369,8 @@ class _Engine:
             # the few lowest in float32 are compared again in float64: the same choice as
             # PosteriorResult (xsbi run) makes, without its cost for every draw
             mu64 = sim64.expected_counts(cand.reshape(-1, d)).reshape(G, n_top, -1)
+            if scaled:
+                mu64 = mu64 * scale[:, None, None]
             rows = [i for i in idx for _ in range(n_top)]
             exact = self._statistic(items, rows, mu64.reshape(G * n_top, -1)).reshape(G, n_top)
             exact = np.where(np.isnan(exact), np.inf, exact)
@@ -371,8 +400,10 @@ class _Engine:
         ok = [it for it in block if it.reason is None]
         q = fit = None
         if ok:
+            exposure = [it.exposure for it in ok] if self.exposure_conditioned else None
             theta, failed = sample_many(self.posterior, np.stack([it.x for it in ok]), self.n,
-                                        seeds=[self._seed(it.index) for it in ok], return_failed=True)
+                                        seeds=[self._seed(it.index) for it in ok], return_failed=True,
+                                        exposure=exposure)
             if failed.any():
                 for it in (it for it, f in zip(ok, failed) if f):
                     it.reason = ("the network puts almost no probability inside the prior for this spectrum "
@@ -776,14 +807,17 @@ def run_batch(network, spectra, out, n_samples: int = 1000, seed: int = 0, progr
 
 
 def run_batch_counts(network, counts, spectrum, out=None, n_samples: int = 1000, seed: int = 0,
-                     progress: bool = False, batch_size: int = 32, labels=None, workers: int | None = None) -> BatchResult:
+                     progress: bool = False, batch_size: int = 32, labels=None, workers: int | None = None,
+                     exposures=None) -> BatchResult:
     """Apply a network to in-memory spectra: grouped counts in the network's bins.
 
     ``counts`` is an iterable of ``(n_bins,)`` arrays (``2 n_bins`` for a network trained with a
     background: source then background counts), all observed with ``spectrum``'s set-up (a
     prepared Spectrum the network was trained for, e.g. the training spectrum: it gives the
     response for the best fit and is checked once).  Rows are labelled ``labels[i]`` or ``#i``;
-    otherwise as :func:`run_batch`.
+    ``exposures[i]`` (s) is spectrum i's exposure (default ``spectrum.exposure``): a network
+    conditioned on exposure reads it, and a spectrum outside the trained exposures is skipped.
+    Otherwise as :func:`run_batch`.
     """
     from .inference.posterior import spectrum_identity
 
@@ -795,8 +829,10 @@ def run_batch_counts(network, counts, spectrum, out=None, n_samples: int = 1000,
 
     def make_items():
         names = iter(labels) if labels is not None else None
+        times = iter(exposures) if exposures is not None else None
         for i, c in enumerate(counts):
             name = str(next(names)) if names is not None else f"#{i}"
-            yield engine.item_from_counts(i, name, c, spectrum, setup)
+            t = float(next(times)) if times is not None else None
+            yield engine.item_from_counts(i, name, c, spectrum, setup, t)
 
     return _drive(engine, make_items(), out, _header(engine, label), progress, total, batch_size, _workers(workers))

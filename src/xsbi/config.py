@@ -222,6 +222,7 @@ class InferenceConfig:
     max_epochs: int | None = None
     test_spectra: int = 500
     device: str = "cpu"
+    exposure: tuple[float, float] | None = None  # npe: [tmin, tmax] s, condition the network on exposure
     mcmc: MCMCConfig = field(default_factory=MCMCConfig)
     nested: NestedConfig = field(default_factory=NestedConfig)
     fit: FitConfig = field(default_factory=FitConfig)
@@ -506,6 +507,16 @@ def _counts(v, loc, p):
     return tuple(vals)
 
 
+def _exposure(v, loc, p):
+    if v is None:
+        return None
+    vals = [_num(x) for x in v] if isinstance(v, (list, tuple)) and len(v) == 2 else None
+    if vals is None or None in vals or not all(math.isfinite(x) for x in vals) or not 0 < vals[0] <= vals[1]:
+        p.add(loc, f"must be null or [tmin, tmax] exposures in seconds with 0 < tmin <= tmax, got {_show(v)}")
+        return _BAD
+    return tuple(vals)
+
+
 def _data(raw, p, base_for):
     if raw is None:
         p.add("data", "required section missing: give at least data.spectrum (the PHA file)")
@@ -753,6 +764,7 @@ _INFERENCE = {
     "test_spectra": _int(0),
     "importance_sampling": _bool,
     "device": _device,
+    "exposure": _exposure,
     "mcmc": _sub(MCMCConfig, {"walkers": _int(2), "steps": _int(1, allow_none=True)}),
     "nested": _sub(NestedConfig, {"live_points": _int(2), "dlogz": _real(0), "frac_remain": _real(0, 1, hi_open=True),
                                   "max_ncalls": _int(1, allow_none=True)}),
@@ -942,6 +954,10 @@ def load_config(path_or_dict, base_dir=None, overrides=None) -> RunConfig:
         if inference.mcmc.walkers < 2 * n_free:
             p.add("inference.mcmc.walkers",
                   f"needs at least 2 x {n_free} free parameters = {2 * n_free} walkers, got {inference.mcmc.walkers}")
+
+    if inference.exposure is not None and inference.method == "snpe":
+        p.add("inference.exposure", "applies to inference.method npe only (multi-round NPE is trained for one "
+                                    "observation); remove it or use method npe")
 
     if len(p):
         raise ConfigError(p.items, source, lines)

@@ -116,6 +116,15 @@ def run_analysis(config, out, method: str | None = None, progress: bool = True, 
     summary["model"] = model.record()
     summary["priors"] = prior.record()
     plots = {}
+    exposure_range = inf.exposure if inf.method == "npe" else None
+    if exposure_range is not None:
+        lo, hi = exposure_range
+        t_obs = float(spec.exposure)
+        if not lo * (1 - 1e-6) <= t_obs <= hi * (1 + 1e-6):
+            from .config import ConfigError
+
+            raise ConfigError([("inference.exposure", f"the observation's exposure {t_obs:g} s is outside "
+                                f"[{lo:g}, {hi:g}] s; widen the range to include it")])
 
     if inf.method in ("npe", "snpe"):
         from .inference.space import ParameterSpace
@@ -158,16 +167,27 @@ def run_analysis(config, out, method: str | None = None, progress: bool = True, 
         if inf.method == "npe":
             from .inference.npe import NPE
 
+            t_train = None
             with timer("simulate"):
                 theta = restricted.sample(inf.simulations + inf.test_spectra, seed=cfg.seed + 4)
-                x = sim_obs.sample(theta, seed=cfg.seed + 5)
+                if exposure_range is None:
+                    x = sim_obs.sample(theta, seed=cfg.seed + 5)
+                else:
+                    from .simulate import sample_exposures
+
+                    # each training spectrum its own exposure; the test spectra keep the
+                    # observation's, the exposure `xsbi validate` reads them at
+                    t_train = sample_exposures(inf.simulations, *exposure_range, seed=cfg.seed + 12)
+                    t_all = np.concatenate([t_train, np.full(inf.test_spectra, float(spec.exposure))])
+                    x = sim_obs.sample(theta, seed=cfg.seed + 5, exposure=t_all)
             theta_test, x_test = theta[inf.simulations:], x[inf.simulations:]
             if len(theta_test):
                 write_test_set(out / "test_set.fits", theta_test, x_test, list(prior.names), spec,
                                {"run": cfg.seed, "theta": cfg.seed + 4, "counts": cfg.seed + 5}, restricted.method)
             with timer("train"):
-                posterior = NPE(model, prior, spec, **npe_kwargs).append_simulations(
-                    theta[: inf.simulations], x[: inf.simulations]).train(seed=cfg.seed + 6, progress=progress, **train_kwargs)
+                posterior = NPE(model, prior, spec, exposure_range=exposure_range, **npe_kwargs).append_simulations(
+                    theta[: inf.simulations], x[: inf.simulations], exposure=t_train).train(
+                    seed=cfg.seed + 6, progress=progress, **train_kwargs)
             posterior.meta["preparation"] = preparation_record(cfg.data.group, cfg.data.energy)
             posterior.save(out / "network.pt")
         else:
@@ -180,8 +200,12 @@ def run_analysis(config, out, method: str | None = None, progress: bool = True, 
                                              npe_kwargs=npe_kwargs, train_kwargs=train_kwargs)
             theta_test = x_test = None
         summary["training"] = posterior.meta["training"]
+        if posterior.meta.get("exposure"):
+            summary["exposure_conditioning"] = {**posterior.meta["exposure"], "seed": cfg.seed + 12}
         with timer("sample"):
-            samples = posterior.sample(x_obs, inf.posterior_samples, seed=cfg.seed + 7)
+            # the observation's own exposure, which an exposure-conditioned network reads; the
+            # importance weights and the best fit use its likelihood (PoissonLikelihood(spec))
+            samples = posterior.sample(x_obs, inf.posterior_samples, seed=cfg.seed + 7, exposure=float(spec.exposure))
         if inf.importance_sampling:
             from .inference.importance import importance_resample
             from .inference.result import summarize
@@ -225,7 +249,11 @@ def run_analysis(config, out, method: str | None = None, progress: bool = True, 
         raise ValueError(inf.method)
 
     with timer("summarise"):
-        result = PosteriorResult.from_samples(samples, prior.names, spec, model, method_label)
+        from .likelihood import PoissonLikelihood
+
+        # the best fit: the lowest-statistic sample, then a local minimisation from it
+        result = PosteriorResult.from_samples(samples, prior.names, spec, model, method_label,
+                                              likelihood=PoissonLikelihood(spec, model, prior))
     summary["parameters"] = result.summary
     summary["best_fit"] = {"parameters": result.best_fit, **result.fit}
     write_samples(out / "posterior_samples.fits", result.samples, result.names, method_label)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
+from xsbi.data import fits_lite
 from xsbi.errors import DataError
 
 _ABSENT = {"", "NONE", "NULL"}
@@ -190,88 +191,99 @@ def read_pha(path) -> PHAData:
         AREASCAL, BACKSCAL, POISSERR, STAT_ERR (in counts), SYS_ERR and the file keywords.
     """
     path = Path(path)
+    try:
+        # the fast reader handles the common layouts; anything else goes to astropy
+        tables = fits_lite.read_tables(path)
+    except (fits_lite.Unsupported, OSError, KeyError, ValueError, TypeError, UnicodeDecodeError):
+        tables = None
+    if tables is not None:
+        return _pha_from_hdus([None, *tables], path)
     with open_fits(path) as hdul:
-        hdu = find_hdu(hdul, ["SPECTRUM"], [("HDUCLAS1", "SPECTRUM")], path)
-        header = hdu.header
-        names = column_names(hdu)
-        n = len(hdu.data) if hdu.data is not None else 0
-        if n == 0:
-            raise DataError(f"{path}: the SPECTRUM extension has no rows.")
+        return _pha_from_hdus(hdul, path)
 
-        exposure = keyword(header, "EXPOSURE")
-        if exposure is None:
-            raise DataError(f"{path}: EXPOSURE keyword missing; cannot convert to rates.")
-        exposure = float(exposure)
-        if not np.isfinite(exposure) or exposure <= 0:
-            raise DataError(
-                f"{path}: EXPOSURE = {exposure} s; it must be a positive number of seconds."
-            )
 
-        if "COUNTS" in names:
-            raw, what = hdu.data["COUNTS"], "COUNTS"
-        elif "RATE" in names:
-            raw, what = hdu.data["RATE"], "RATE"
-        else:
-            raise DataError(f"{path}: the SPECTRUM extension has neither COUNTS nor RATE column.")
-        raw = np.asarray(raw)
-        if raw.ndim > 1 and raw.shape[1] > 1:
-            raise DataError(
-                f"{path} is a PHA type II file ({n} spectra in one table); only type I is "
-                "supported. Extract one spectrum into its own file first."
-            )
-        raw = raw.reshape(-1).astype(np.float64)
-        scale = exposure if what == "RATE" else 1.0
-        counts = to_counts(raw * scale, what if what == "COUNTS" else "RATE*EXPOSURE", path)
+def _pha_from_hdus(hdul, path: Path) -> PHAData:
+    hdu = find_hdu(hdul, ["SPECTRUM"], [("HDUCLAS1", "SPECTRUM")], path)
+    header = hdu.header
+    names = column_names(hdu)
+    n = len(hdu.data) if hdu.data is not None else 0
+    if n == 0:
+        raise DataError(f"{path}: the SPECTRUM extension has no rows.")
 
-        first = column_tlmin(hdu, "CHANNEL")
-        if "CHANNEL" in names:
-            channels = np.asarray(hdu.data["CHANNEL"], dtype=np.int64).reshape(-1)
-        else:
-            channels = (1 if first is None else first) + np.arange(n, dtype=np.int64)
-
-        quality = column_or_keyword(hdu, "QUALITY", 0)
-        quality = np.broadcast_to(np.asarray(quality, dtype=np.int64).reshape(-1), (n,)).copy()
-        grouping = column_or_keyword(hdu, "GROUPING", None)
-        if grouping is not None:
-            grouping = np.asarray(grouping, dtype=np.int64).reshape(-1)
-            grouping = None if grouping.size == 1 and grouping[0] == 0 else grouping
-            if grouping is not None:
-                grouping = np.broadcast_to(grouping, (n,)).copy()
-
-        poisserr = keyword(header, "POISSERR")
-        stat_err = column_or_keyword(hdu, "STAT_ERR", None)
-        if isinstance(stat_err, np.ndarray):
-            stat_err = np.asarray(stat_err, dtype=np.float64).reshape(-1) * scale
-        elif stat_err is not None and float(stat_err) > 0:
-            stat_err = np.full(n, float(stat_err) * scale)
-        else:
-            stat_err = None
-        # OGIP: POISSERR missing means Poisson errors unless explicit errors are given.
-        poisserr = bool(poisserr) if poisserr is not None else stat_err is None
-
-        sys_err = column_or_keyword(hdu, "SYS_ERR", 0.0)
-        if isinstance(sys_err, np.ndarray):
-            sys_err = np.asarray(sys_err, dtype=np.float64).reshape(-1)
-        else:
-            sys_err = float(sys_err)
-
-        return PHAData(
-            path=path,
-            channels=channels,
-            counts=counts,
-            exposure=exposure,
-            quality=quality,
-            grouping=grouping,
-            areascal=_scale(column_or_keyword(hdu, "AREASCAL", 1.0), "AREASCAL", path, n),
-            backscal=_scale(column_or_keyword(hdu, "BACKSCAL", 1.0), "BACKSCAL", path, n),
-            poisserr=poisserr,
-            stat_err=stat_err,
-            sys_err=sys_err,
-            respfile=keyword(header, "RESPFILE"),
-            ancrfile=keyword(header, "ANCRFILE"),
-            backfile=keyword(header, "BACKFILE"),
-            header=dict(header),
+    exposure = keyword(header, "EXPOSURE")
+    if exposure is None:
+        raise DataError(f"{path}: EXPOSURE keyword missing; cannot convert to rates.")
+    exposure = float(exposure)
+    if not np.isfinite(exposure) or exposure <= 0:
+        raise DataError(
+            f"{path}: EXPOSURE = {exposure} s; it must be a positive number of seconds."
         )
+
+    if "COUNTS" in names:
+        raw, what = hdu.data["COUNTS"], "COUNTS"
+    elif "RATE" in names:
+        raw, what = hdu.data["RATE"], "RATE"
+    else:
+        raise DataError(f"{path}: the SPECTRUM extension has neither COUNTS nor RATE column.")
+    raw = np.asarray(raw)
+    if raw.ndim > 1 and raw.shape[1] > 1:
+        raise DataError(
+            f"{path} is a PHA type II file ({n} spectra in one table); only type I is "
+            "supported. Extract one spectrum into its own file first."
+        )
+    raw = raw.reshape(-1).astype(np.float64)
+    scale = exposure if what == "RATE" else 1.0
+    counts = to_counts(raw * scale, what if what == "COUNTS" else "RATE*EXPOSURE", path)
+
+    first = column_tlmin(hdu, "CHANNEL")
+    if "CHANNEL" in names:
+        channels = np.asarray(hdu.data["CHANNEL"], dtype=np.int64).reshape(-1)
+    else:
+        channels = (1 if first is None else first) + np.arange(n, dtype=np.int64)
+
+    quality = column_or_keyword(hdu, "QUALITY", 0)
+    quality = np.broadcast_to(np.asarray(quality, dtype=np.int64).reshape(-1), (n,)).copy()
+    grouping = column_or_keyword(hdu, "GROUPING", None)
+    if grouping is not None:
+        grouping = np.asarray(grouping, dtype=np.int64).reshape(-1)
+        grouping = None if grouping.size == 1 and grouping[0] == 0 else grouping
+        if grouping is not None:
+            grouping = np.broadcast_to(grouping, (n,)).copy()
+
+    poisserr = keyword(header, "POISSERR")
+    stat_err = column_or_keyword(hdu, "STAT_ERR", None)
+    if isinstance(stat_err, np.ndarray):
+        stat_err = np.asarray(stat_err, dtype=np.float64).reshape(-1) * scale
+    elif stat_err is not None and float(stat_err) > 0:
+        stat_err = np.full(n, float(stat_err) * scale)
+    else:
+        stat_err = None
+    # OGIP: POISSERR missing means Poisson errors unless explicit errors are given.
+    poisserr = bool(poisserr) if poisserr is not None else stat_err is None
+
+    sys_err = column_or_keyword(hdu, "SYS_ERR", 0.0)
+    if isinstance(sys_err, np.ndarray):
+        sys_err = np.asarray(sys_err, dtype=np.float64).reshape(-1)
+    else:
+        sys_err = float(sys_err)
+
+    return PHAData(
+        path=path,
+        channels=channels,
+        counts=counts,
+        exposure=exposure,
+        quality=quality,
+        grouping=grouping,
+        areascal=_scale(column_or_keyword(hdu, "AREASCAL", 1.0), "AREASCAL", path, n),
+        backscal=_scale(column_or_keyword(hdu, "BACKSCAL", 1.0), "BACKSCAL", path, n),
+        poisserr=poisserr,
+        stat_err=stat_err,
+        sys_err=sys_err,
+        respfile=keyword(header, "RESPFILE"),
+        ancrfile=keyword(header, "ANCRFILE"),
+        backfile=keyword(header, "BACKFILE"),
+        header=dict(header),
+    )
 
 
 @dataclass

@@ -63,8 +63,8 @@ def _member_phi(net, x: torch.Tensor, m: int, lo: torch.Tensor, hi: torch.Tensor
     raise XsbiError("the network puts almost no probability inside the prior; retrain it")
 
 
-def sample_many(posterior, counts, n: int, seeds=None, return_failed: bool = False):
-    """(B, n, d) physical posterior draws for B spectra's network inputs ``(B, n_inputs)``.
+def sample_many(posterior, counts, n: int, seeds=None, return_failed: bool = False, exposure=None):
+    """(B, n, d) physical posterior draws for B spectra's grouped counts ``(B, n_bins)``.
 
     Same distribution as ``posterior.sample(counts[i], n)`` for each i (an equal-weight mixture
     for an ensemble).  ``seeds`` (one int per spectrum) makes each spectrum's draws depend on its
@@ -72,8 +72,10 @@ def sample_many(posterior, counts, n: int, seeds=None, return_failed: bool = Fal
     used.  Falls back to one spectrum at a time for density estimators other than MAF.
     With ``return_failed``, also the (B,) mask of spectra for which the network puts almost no
     probability inside the prior (their draws are NaN) instead of raising XsbiError.
+    ``exposure`` (s, one or one per spectrum) for a network conditioned on exposure; default the
+    training spectrum's.
     """
-    x = posterior._x(counts)
+    x = posterior._x(counts, exposure)
     B, n = x.shape[0], int(n)
     gens = None if seeds is None else [torch.Generator().manual_seed(int(s)) for s in seeds]
     nets = [getattr(e, "net", None) for e in posterior.estimators]

@@ -8,13 +8,16 @@ of 5 transforms with 50 hidden units.
 
 from __future__ import annotations
 
+import contextlib
+import io
+
 import time
 
 import numpy as np
 import torch
 
 from ..errors import XsbiError
-from .posterior import AmortizedPosterior, make_meta
+from .posterior import AmortizedPosterior, exposure_feature, make_meta
 from .preprocess import Preprocessor
 from .space import ParameterSpace
 
@@ -35,10 +38,11 @@ def estimator_builder(build: dict):
     )
 
 
-def build_estimator(build: dict, space: ParameterSpace, pre: Preprocessor, n_bins: int):
-    """An untrained estimator of the right shape (its z-scoring buffers come with a state_dict)."""
+def build_estimator(build: dict, space: ParameterSpace, pre: Preprocessor, n_bins: int, extra_features: int = 0):
+    """An untrained estimator of the right shape (its z-scoring buffers come with a state_dict).
+    ``extra_features``: inputs appended to the preprocessed counts (the exposure feature)."""
     g = torch.Generator().manual_seed(0)
-    k = pre.n_features or n_bins
+    k = (pre.n_features or n_bins) + int(extra_features)
     return estimator_builder(build)(torch.randn(16, space.dim, generator=g), torch.randn(16, k, generator=g))
 
 
@@ -67,6 +71,19 @@ def _to_phi_tensor(space: ParameterSpace, theta) -> torch.Tensor:
     return torch.as_tensor(space.to_phi(theta), dtype=torch.float32)
 
 
+def check_exposure_range(exposure_range) -> tuple[float, float] | None:
+    """``(tmin, tmax)`` in seconds with ``0 < tmin <= tmax``, or None."""
+    if exposure_range is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in exposure_range)
+    except (TypeError, ValueError):
+        raise XsbiError(f"exposure_range must be (tmin, tmax) in seconds, got {exposure_range!r}") from None
+    if not (np.isfinite(lo) and np.isfinite(hi) and 0 < lo <= hi):
+        raise XsbiError(f"exposure_range must be (tmin, tmax) seconds with 0 < tmin <= tmax, got ({lo:g}, {hi:g})")
+    return lo, hi
+
+
 class NPE:
     """Single-round (amortized) NPE on simulations from a (restricted) prior.
 
@@ -87,10 +104,18 @@ class NPE:
     background : xsbi.simulate.PoissonBackground, optional
         The background the simulations were made with (:class:`~xsbi.simulate.SourceAndBackground`):
         recorded so that the network is only applied to spectra with this background.
+    exposure_range : (tmin, tmax), optional
+        Condition the network on the exposure (seconds): every simulation then comes with its own
+        exposure in this range (``append_simulations(theta, x, exposure=...)``, e.g. from
+        :func:`xsbi.simulate.sample_exposures`) and the network reads ``log10(exposure)``,
+        standardised, after the preprocessed counts.  One network then serves spectra of any
+        exposure in the range (docs/exposure.md).  Without it the network is for
+        ``spectrum.exposure`` only.
     """
 
     def __init__(self, model, prior, spectrum, density_estimator="maf", hidden_features=50, num_transforms=5,
-                 preprocessing="anscombe", pca=None, device="cpu", ensemble: int = 1, background=None):
+                 preprocessing="anscombe", pca=None, device="cpu", ensemble: int = 1, background=None,
+                 exposure_range=None):
         self.model = model
         self.prior = prior
         self.spectrum = spectrum
@@ -104,10 +129,14 @@ class NPE:
             raise XsbiError(f"ensemble must be a positive number of networks, got {ensemble}")
         self.ensemble = int(ensemble)
         self.background = background
+        self.exposure_range = check_exposure_range(exposure_range)
         self._theta: list[np.ndarray] = []
         self._x: list[np.ndarray] = []
+        self._exposure: list[np.ndarray] = []
 
-    def append_simulations(self, theta, x) -> "NPE":
+    def append_simulations(self, theta, x, exposure=None) -> "NPE":
+        """Add simulations; ``exposure`` (s, one per spectrum) is required with an
+        ``exposure_range`` and must then lie inside it."""
         theta = np.atleast_2d(np.asarray(theta, dtype=np.float64))
         x = np.atleast_2d(np.asarray(x, dtype=np.float32))
         if theta.shape[0] != x.shape[0] or theta.shape[1] != self.space.dim or x.shape[1] != self.spectrum.n_bins:
@@ -115,6 +144,20 @@ class NPE:
                 f"simulations must be theta (N, {self.space.dim}) and x (N, {self.spectrum.n_bins}); "
                 f"got {theta.shape} and {x.shape}"
             )
+        if self.exposure_range is None:
+            if exposure is not None:
+                raise XsbiError("exposures given for a network that is not conditioned on exposure: "
+                                "pass exposure_range=(tmin, tmax) to NPE")
+        else:
+            if exposure is None:
+                raise XsbiError("this NPE is conditioned on exposure (exposure_range): give each simulation's "
+                                "exposure, append_simulations(theta, x, exposure=...)")
+            exposure = np.broadcast_to(np.asarray(exposure, dtype=np.float64), (x.shape[0],)).copy()
+            lo, hi = self.exposure_range
+            if not np.all(np.isfinite(exposure)) or np.any(exposure < lo * (1 - 1e-9)) or np.any(exposure > hi * (1 + 1e-9)):
+                raise XsbiError(f"simulation exposures must lie in exposure_range [{lo:g}, {hi:g}] s, got "
+                                f"[{np.nanmin(exposure):g}, {np.nanmax(exposure):g}]")
+            self._exposure.append(exposure)
         self._theta.append(theta)
         self._x.append(x)
         return self
@@ -131,16 +174,27 @@ class NPE:
         self.preprocessor.fit(x)
         t0 = time.perf_counter()
         phi, xp = _to_phi_tensor(self.space, theta), self.preprocessor(x)
+        exposure_meta = None
+        if self.exposure_range is not None:
+            log_t = np.log10(np.concatenate(self._exposure))
+            std = float(log_t.std())
+            # a range of one exposure gives a constant feature: any scale keeps it at 0
+            exposure_meta = {"range": list(self.exposure_range), "feature": "log10(exposure / s), standardised",
+                             "mean": float(log_t.mean()), "std": std if std > 0 else 1.0}
+            xp = torch.cat([xp, exposure_feature(log_t, exposure_meta)[:, None]], dim=1)
         estimators, epochs, losses = [], [], []
         for k in range(self.ensemble):
             torch.manual_seed(seed + 1000 * k)
             inference = SbiNPE(prior=self.space.torch_prior(), density_estimator=estimator_builder(self.build),
                                device=self.device, show_progress_bars=progress, tracker=_NoTracking())
             inference.append_simulations(phi, xp)
-            estimator = inference.train(
-                training_batch_size=int(training_batch_size), learning_rate=float(learning_rate),
-                stop_after_epochs=int(stop_after_epochs), max_num_epochs=int(max_epochs) if max_epochs else 2**31 - 1,
-            )
+            # sbi prints its convergence message even without progress bars
+            quiet = contextlib.nullcontext() if progress else contextlib.redirect_stdout(io.StringIO())
+            with quiet:
+                estimator = inference.train(
+                    training_batch_size=int(training_batch_size), learning_rate=float(learning_rate),
+                    stop_after_epochs=int(stop_after_epochs), max_num_epochs=int(max_epochs) if max_epochs else 2**31 - 1,
+                )
             estimators.append(estimator.eval())
             summary = inference.summary
             epochs.append(int(summary["epochs_trained"][-1]) if summary.get("epochs_trained") else None)
@@ -157,4 +211,6 @@ class NPE:
         }
         meta = make_meta(self.model, self.prior, self.spectrum, self.preprocessor, training)
         meta["background"] = self.background.record() if self.background is not None else None
+        if exposure_meta is not None:
+            meta["exposure"] = exposure_meta
         return AmortizedPosterior(estimators, self.space, self.preprocessor, meta, self.build)

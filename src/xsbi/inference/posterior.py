@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,18 @@ def spectrum_identity(spectrum) -> dict:
         "notice_ranges": [list(map(float, r)) for r in spectrum.notice_ranges],
         "exposure": float(spectrum.exposure),
     }
+
+
+def exposure_feature(log10_exposure, meta: dict) -> torch.Tensor:
+    """The network input of exposure-conditioned NPE: log10(exposure / s) standardised with the
+    training set's mean and standard deviation (``meta`` is ``posterior.meta["exposure"]``)."""
+    z = (np.asarray(log10_exposure, dtype=np.float64) - meta["mean"]) / meta["std"]
+    return torch.as_tensor(z, dtype=torch.float32)
+
+
+#: relative slack on the trained exposure range: exposures read from headers (float32 keywords,
+#: rounded values) must not fall out of a range they were meant to sit on the edge of
+EXPOSURE_RTOL = 1e-6
 
 
 class AmortizedPosterior:
@@ -90,9 +103,55 @@ class AmortizedPosterior:
         phi = torch.cat(parts)
         return phi[torch.randperm(n)] if k > 1 else phi
 
+    # --- exposure -------------------------------------------------------------------------------
+    @property
+    def exposure_range(self) -> tuple[float, float] | None:
+        """(tmin, tmax) in seconds for a network conditioned on exposure, else None."""
+        e = self.meta.get("exposure")
+        return (float(e["range"][0]), float(e["range"][1])) if e else None
+
+    @property
+    def reference_exposure(self) -> float:
+        """The training spectrum's exposure (s): the only one of an unconditioned network, and the
+        default for counts given without an exposure."""
+        return float(self.meta["spectrum"]["exposure"])
+
+    def exposure_problem(self, exposure: float, rtol: float = EXPOSURE_RTOL) -> str | None:
+        """Why the network cannot read a spectrum of this exposure (s), or None if it can."""
+        t = float(exposure)
+        rng = self.exposure_range
+        if rng is None:
+            ref = self.reference_exposure
+            if math.isfinite(t) and abs(t - ref) <= rtol * ref:
+                return None
+            return (f"exposure {t:g} s, network trained for {ref:g} s (inference.exposure trains a network "
+                    "for a range of exposures)")
+        lo, hi = rng
+        if math.isfinite(t) and lo * (1 - rtol) <= t <= hi * (1 + rtol):
+            return None
+        return (f"exposure {t:g} s is outside the range {lo:g}-{hi:g} s the network was trained for: "
+                "retrain with inference.exposure covering it")
+
+    def _exposures(self, exposure, m: int) -> np.ndarray:
+        """(m,) exposures in seconds, checked: None means the reference exposure."""
+        if exposure is None:
+            return np.full(m, self.reference_exposure)
+        e = np.asarray(exposure, dtype=np.float64)
+        if e.ndim == 0:
+            e = np.full(m, float(e))
+        if e.shape != (m,):
+            raise DataError(f"exposure must be one number or one per spectrum ({m}), got shape {e.shape}")
+        bad = [p for p in map(self.exposure_problem, np.unique(e)) if p]
+        if bad:
+            raise DataError("this network was not trained for this spectrum: " + "; ".join(bad[:3])
+                            + (f" (and {len(bad) - 3} more exposures)" if len(bad) > 3 else ""))
+        return e
+
     # --- compatibility ------------------------------------------------------------------------
-    def check_compatible(self, spectrum, exposure_rtol: float = 1e-6) -> None:
-        """Raise DataError naming every difference between this spectrum and the training set-up."""
+    def check_compatible(self, spectrum, exposure_rtol: float = EXPOSURE_RTOL) -> None:
+        """Raise DataError naming every difference between this spectrum and the training set-up.
+
+        A network conditioned on exposure accepts any exposure inside its trained range."""
         ident = spectrum_identity(spectrum)
         trained = self.meta["spectrum"]
         problems = []
@@ -102,8 +161,9 @@ class AmortizedPosterior:
             problems.append("different grouping or noticed band (bin energies differ)")
         if ident["response_hash"] != trained["response_hash"]:
             problems.append("different response (RMF/ARF)")
-        if abs(ident["exposure"] - trained["exposure"]) > exposure_rtol * trained["exposure"]:
-            problems.append(f"exposure {ident['exposure']:g} s, network trained for {trained['exposure']:g} s")
+        exposure = self.exposure_problem(ident["exposure"], exposure_rtol)
+        if exposure:
+            problems.append(exposure)
         problems += self._background_problems(spectrum)
         if problems:
             raise DataError(
@@ -125,8 +185,13 @@ class AmortizedPosterior:
         from ..simulate.background import PoissonBackground
 
         mine = PoissonBackground(spectrum).identity()
-        if not np.isclose(mine["ratio_mean"], self.background["ratio_mean"], rtol=1e-6):
-            return [f"background scaling {mine['ratio_mean']:.6g}, network trained for {self.background['ratio_mean']:.6g}"]
+        trained = self.background["ratio_mean"]
+        if self.exposure_range is not None:
+            # the source region's share of the background grows with the source exposure
+            # (xsbi.simulate.background): compare at this spectrum's exposure
+            trained *= float(spectrum.exposure) / self.reference_exposure
+        if not np.isclose(mine["ratio_mean"], trained, rtol=1e-6):
+            return [f"background scaling {mine['ratio_mean']:.6g}, network trained for {trained:.6g}"]
         if mine["counts_hash"] != self.background["counts_hash"]:
             return [f"a different background spectrum ({mine['counts']} counts; the network's background "
                     f"nuisance rates were drawn from one with {self.background['counts']})"]
@@ -138,8 +203,13 @@ class AmortizedPosterior:
         return np.asarray(spectrum.counts, dtype=np.float64)
 
     # --- inference ------------------------------------------------------------------------------
-    def _x(self, counts) -> torch.Tensor:
+    def _x(self, counts, exposure=None) -> torch.Tensor:
+        """Network inputs (M, k) for counts (or a Spectrum, which brings its own exposure);
+        ``exposure`` in seconds, one or one per spectrum (default: the reference exposure)."""
         if hasattr(counts, "counts"):
+            if exposure is not None and abs(float(exposure) - float(counts.exposure)) > EXPOSURE_RTOL * float(counts.exposure):
+                raise DataError(f"exposure={float(exposure):g} s given for a spectrum of {float(counts.exposure):g} s")
+            exposure = float(counts.exposure)
             counts = self.observation(counts)
         c = torch.as_tensor(np.asarray(counts, dtype=np.float32))
         if c.ndim == 1:
@@ -151,26 +221,33 @@ class AmortizedPosterior:
             )
         if not torch.isfinite(c).all() or (c < 0).any():
             raise DataError("counts must be finite and non-negative")
-        return self.preprocessor(c)
+        t = self._exposures(exposure, c.shape[0])
+        x = self.preprocessor(c)
+        e = self.meta.get("exposure")
+        if e is None:
+            return x
+        return torch.cat([x, exposure_feature(np.log10(t), e).to(x.device)[:, None]], dim=1)
 
-    def sample(self, counts, n: int, seed: int | None = None, progress: bool = False) -> np.ndarray:
-        """(n, d) physical posterior samples for one spectrum's grouped counts (or a Spectrum)."""
-        if hasattr(counts, "counts"):
-            counts = self.observation(counts)
+    def sample(self, counts, n: int, seed: int | None = None, progress: bool = False, exposure=None) -> np.ndarray:
+        """(n, d) physical posterior samples for one spectrum's grouped counts (or a Spectrum).
+
+        ``exposure`` (s) for counts: the spectrum's exposure, which a network conditioned on
+        exposure reads; default the training spectrum's.  A Spectrum gives its own."""
         if seed is not None:
             torch.manual_seed(seed)
-        x = self._x(counts)
+        x = self._x(counts, exposure)
         with torch.no_grad():
             phi = self._sample_phi(int(n), x[0])
         return self.space.to_theta(phi.cpu().numpy())
 
     def sample_batched(self, counts, n: int, seed: int | None = None, progress: bool = False,
-                       block: int = 256) -> np.ndarray:
+                       block: int = 256, exposure=None) -> np.ndarray:
         """(M, n, d) samples for M spectra (amortized inference: no retraining).
 
         Spectra go through the flow in blocks of ``block`` (one batched pass per block,
         :func:`~.maf_batch.sample_many`); with a ``seed``, each spectrum's draws depend only on
-        the seed and its position, not on the block size.
+        the seed and its position, not on the block size.  ``exposure`` (s): one for all spectra
+        or one each (see :meth:`sample`).
         """
         from tqdm.auto import tqdm
 
@@ -178,20 +255,23 @@ class AmortizedPosterior:
 
         c = np.asarray(counts, dtype=np.float64)
         c = c[None] if c.ndim == 1 else c
+        t = None if exposure is None else self._exposures(exposure, len(c))
         seeds = np.random.SeedSequence(seed).generate_state(len(c), np.uint32) if seed is not None else None
         out = np.empty((len(c), int(n), self.space.dim))
         for start in tqdm(range(0, len(c), block), desc="posterior samples", unit="block", disable=not progress):
             stop = start + block
             out[start:stop] = sample_many(self, c[start:stop], int(n),
-                                          seeds=None if seeds is None else seeds[start:stop])
+                                          seeds=None if seeds is None else seeds[start:stop],
+                                          exposure=None if t is None else t[start:stop])
         return out
 
-    def log_prob(self, theta, counts) -> np.ndarray:
-        """log q(theta | x) in physical parameters (the network's density times the Jacobian)."""
+    def log_prob(self, theta, counts, exposure=None) -> np.ndarray:
+        """log q(theta | x) in physical parameters (the network's density times the Jacobian);
+        ``exposure`` as in :meth:`sample`."""
         theta = np.atleast_2d(np.asarray(theta, dtype=np.float64))
         phi = torch.as_tensor(self.space.to_phi(theta), dtype=torch.float32)
         with torch.no_grad():
-            lp = self._log_prob_phi(phi, self._x(counts)[0]).cpu().numpy()
+            lp = self._log_prob_phi(phi, self._x(counts, exposure)[0]).cpu().numpy()
         return lp + self.space.log_jacobian(theta)
 
     def _member_log_prob(self, i: int, phi: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -277,8 +357,9 @@ class AmortizedPosterior:
         state.update(meta["preprocess"])
         pre = Preprocessor.from_state(state)
         estimators = []
+        extra = 1 if meta.get("exposure") else 0
         for state_dict in payload["state_dicts"]:
-            estimator = build_estimator(build, space, pre, meta["spectrum"]["n_bins"])
+            estimator = build_estimator(build, space, pre, meta["spectrum"]["n_bins"], extra)
             estimator.load_state_dict(state_dict)
             estimators.append(estimator.to(device).eval())
         return cls(estimators, space, pre, meta, build)

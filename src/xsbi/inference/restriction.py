@@ -15,6 +15,9 @@ Two methods:
 
 from __future__ import annotations
 
+import contextlib
+import io
+
 import time
 from dataclasses import dataclass, field
 
@@ -96,7 +99,8 @@ class RestrictedPrior:
     def sample(self, n: int, seed: int | None = None) -> np.ndarray:
         if seed is not None:
             torch.manual_seed(seed)
-        with torch.no_grad():
+        # sbi's restricted priors print their rejection rate on every call
+        with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
             phi = self.distribution.sample((int(n),))
         return self.space.to_theta(phi.cpu().numpy())
 
@@ -116,7 +120,7 @@ def restrict_with_classifier(simulator, space: ParameterSpace, criterion, rounds
     bar = tqdm(range(rounds), desc="restricting prior", unit="round", disable=not progress)
     for r in bar:
         torch.manual_seed(seed + r)
-        with torch.no_grad():
+        with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
             phi = proposal.sample((simulations,)).float()
         theta = space.to_theta(phi.cpu().numpy())
         mu, x = simulator.simulate(theta, seed=seed + 10_000 + r)
@@ -136,7 +140,9 @@ def restrict_with_classifier(simulator, space: ParameterSpace, criterion, rounds
         # a fresh classifier on all simulations so far, labelled consistently
         estimator = RestrictionEstimator(prior=prior, decision_criterion=lambda label: label[:, 0] > 0.5)
         estimator.append_simulations(torch.cat(all_phi), torch.as_tensor(labels, dtype=torch.float32)[:, None])
-        estimator.train(stop_after_epochs=10, max_num_epochs=200)
+        # sbi prints every epoch to stdout; the bar above is the progress report
+        with contextlib.redirect_stdout(io.StringIO()):
+            estimator.train(stop_after_epochs=10, max_num_epochs=200)
         proposal = estimator.restrict_prior()
     method = "classifier: " + getattr(criterion, "describe", lambda: "user criterion")()
     return RestrictedPrior(space, proposal, method, history, time.perf_counter() - t0)

@@ -2,6 +2,6 @@
 
 from .background import PoissonBackground, SourceAndBackground
 from .fold import Response
-from .simulator import Simulator
+from .simulator import Simulator, sample_exposures
 
-__all__ = ["Simulator", "Response", "PoissonBackground", "SourceAndBackground"]
+__all__ = ["Simulator", "sample_exposures", "Response", "PoissonBackground", "SourceAndBackground"]

@@ -25,6 +25,11 @@ The network reads the source-region counts only (the observed background enters 
 ``p(b | B)``), so it is built for this background spectrum: ``AmortizedPosterior`` records its
 identity and refuses a spectrum with another.  With a well-exposed background the marginal and
 the W-stat profile posteriors agree.
+
+Simulated at another source exposure ``T`` (exposure-conditioned NPE), the background region's
+rates ``b_i`` stay those of the observed background spectrum (its exposure does not change),
+while the background falling in the source region grows with the source exposure: ``r_i`` is
+proportional to it, so the whole source-region expectation scales by ``T / T_obs``.
 """
 
 from __future__ import annotations
@@ -98,10 +103,12 @@ class SourceAndBackground:
         self.background = background
         self.n_bins = simulator.n_bins
         self.parameter_names = simulator.parameter_names
+        self.exposure = simulator.exposure
         self._ratio = torch.as_tensor(background.ratio, dtype=simulator.dtype)
 
-    def simulate(self, theta, seed=None):
-        """``(mu, x)``, each (N, n_bins): expected and drawn source-region counts."""
+    def simulate(self, theta, seed=None, exposure=None):
+        """``(mu, x)``, each (N, n_bins): expected and drawn source-region counts.  ``exposure``
+        (s, one or one per row): the source exposure, the background spectrum staying as observed."""
         is_tensor = isinstance(theta, torch.Tensor)
         theta = theta.detach().cpu().numpy() if is_tensor else np.asarray(theta, dtype=np.float64)
         # independent streams for the rates and the counts, both fixed by the seed
@@ -109,24 +116,27 @@ class SourceAndBackground:
         rng = np.random.default_rng([entropy, 0])
         poisson = PoissonSampler([entropy, 1])
         n = np.atleast_2d(theta).shape[0]
+        scale = self.source.exposure_scale(exposure, n)
         mu_all = torch.empty(n, self.n_bins, dtype=self.source.dtype)
         x_all = torch.empty_like(mu_all)
         for start, mu_src in self.source.iter_expected(theta):
             m = mu_src.shape[0]
             b = torch.as_tensor(self.background.rates(m, rng), dtype=self.source.dtype)
             mu = mu_src.cpu() + self._ratio * b
+            if scale is not None:
+                mu.mul_(scale[start:start + m, None].cpu())
             mu_all[start:start + m] = mu
             x_all[start:start + m] = poisson(mu, start)
         if is_tensor:
             return mu_all, x_all
         return mu_all.numpy(), x_all.numpy()
 
-    def sample(self, theta, seed=None):
-        return self.simulate(theta, seed)[1]
+    def sample(self, theta, seed=None, exposure=None):
+        return self.simulate(theta, seed, exposure)[1]
 
-    def expected_counts(self, theta):
+    def expected_counts(self, theta, exposure=None):
         """The source model's expected counts in the source region (no background), (N, n_bins)."""
-        return self.source.expected_counts(theta)
+        return self.source.expected_counts(theta, exposure)
 
     def record(self) -> dict:
         return {**self.source.record(), "background": self.background.record()}

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 
 
+import math
+
 import numpy as np
 import torch
 
@@ -32,6 +34,10 @@ class Simulator:
     Model energies whose response to every noticed bin is exactly zero are dropped: they cannot
     contribute, and skipping them is exact.
 
+    ``exposure`` (seconds, one per spectrum or one for all) simulates the same set-up observed for
+    another time: the expected counts scale as ``exposure / spectrum.exposure``, as XSPEC's
+    ``fakeit`` with another exposure gives (the response does not depend on it).
+
     Parameters
     ----------
     model : xsbi.Model
@@ -51,6 +57,8 @@ class Simulator:
         self.device = torch.device(device)
         self.dtype = dtype
         exposure = float(spectrum.exposure)
+        #: seconds; the exposure the folded response includes
+        self.exposure = exposure
         response = np.asarray(spectrum.response_matrix(), dtype=np.float64) * exposure
         self.energy_mask = np.any(response != 0, axis=1)
         if not self.energy_mask.any():
@@ -103,42 +111,61 @@ class Simulator:
     def _expected_chunk(self, bound, theta: torch.Tensor) -> torch.Tensor:
         return self.fold(bound(theta)).clamp_(min=0.0)
 
-    def iter_expected(self, theta):
-        """Yield (start, mu_chunk) torch tensors over chunks of theta; bounded memory."""
+    def exposure_scale(self, exposure, n: int) -> torch.Tensor | None:
+        """``exposure / self.exposure`` as an (n,) tensor, or None for ``exposure`` None."""
+        if exposure is None:
+            return None
+        e = np.asarray(exposure.detach().cpu() if isinstance(exposure, torch.Tensor) else exposure, dtype=np.float64)
+        if e.ndim == 0:
+            e = np.full(int(n), float(e))
+        if e.shape != (int(n),):
+            raise ModelError(f"exposure must be one number or one per spectrum ({n}), got shape {e.shape}")
+        if not np.all(np.isfinite(e)) or np.any(e <= 0):
+            raise ModelError("exposures must be finite positive numbers of seconds")
+        return torch.as_tensor(e / self.exposure, dtype=self.dtype, device=self.device)
+
+    def iter_expected(self, theta, exposure=None):
+        """Yield (start, mu_chunk) torch tensors over chunks of theta; bounded memory.
+        ``exposure``: None (the spectrum's), one number or one per row of theta, in seconds."""
         t, _ = _as_tensor(theta, self.device, self.dtype)
         self._check_theta(t)
+        scale = self.exposure_scale(exposure, t.shape[0])
         bound = self._bound_model()
         with torch.no_grad():
             for start in range(0, t.shape[0], self.chunk_size):
-                yield start, self._expected_chunk(bound, t[start : start + self.chunk_size])
+                mu = self._expected_chunk(bound, t[start : start + self.chunk_size])
+                if scale is not None:
+                    mu.mul_(scale[start : start + mu.shape[0], None])
+                yield start, mu
 
-    def expected_counts(self, theta):
+    def expected_counts(self, theta, exposure=None):
         """Expected counts per grouped, noticed bin, shape (N, n_bins).
 
         Returns a numpy array for array input and a torch tensor (on the simulator's device) for
-        tensor input.
+        tensor input.  ``exposure``: see :meth:`iter_expected`.
         """
         t, is_numpy = _as_tensor(theta, self.device, self.dtype)
         out = torch.empty(t.shape[0], self.n_bins, dtype=self.dtype, device=self.device)
-        for start, mu in self.iter_expected(t):
+        for start, mu in self.iter_expected(t, exposure):
             out[start : start + mu.shape[0]] = mu
         return out.cpu().numpy() if is_numpy else out
 
-    def sample(self, theta, seed=None):
+    def sample(self, theta, seed=None, exposure=None):
         """Poisson realisations of :meth:`expected_counts` (same shape and type).
 
         The same ``seed`` on the same device gives the same spectra, whatever the chunk size and
         number of threads.
         """
-        return self.simulate(theta, seed)[1]
+        return self.simulate(theta, seed, exposure)[1]
 
-    def simulate(self, theta, seed=None):
-        """Both expected counts and Poisson realisations: ``(mu, x)``."""
+    def simulate(self, theta, seed=None, exposure=None):
+        """Both expected counts and Poisson realisations: ``(mu, x)``; ``exposure`` as in
+        :meth:`iter_expected`."""
         t, is_numpy = _as_tensor(theta, self.device, self.dtype)
         poisson = PoissonSampler(seed, self.device)
         mu_all = torch.empty(t.shape[0], self.n_bins, dtype=self.dtype, device=self.device)
         x_all = torch.empty_like(mu_all)
-        for start, mu in self.iter_expected(t):
+        for start, mu in self.iter_expected(t, exposure):
             mu_all[start : start + mu.shape[0]] = mu
             x_all[start : start + mu.shape[0]] = poisson(mu, start)
         if is_numpy:
@@ -157,4 +184,18 @@ class Simulator:
         }
 
 
-__all__ = ["Simulator"]
+def sample_exposures(n: int, low: float, high: float, seed=None) -> np.ndarray:
+    """``n`` exposures (s) log-uniform in ``[low, high]``, reproducible from ``seed``.
+
+    Log-uniform because what the network must learn, the posterior width, changes like
+    1/sqrt(exposure): each factor of exposure gets the same share of the training set.
+    """
+    low, high = float(low), float(high)
+    if not (math.isfinite(low) and math.isfinite(high) and 0 < low <= high):
+        raise ModelError(f"an exposure range needs 0 < low <= high seconds, got [{low:g}, {high:g}]")
+    u = np.random.default_rng(seed).random(int(n))
+    # clipped: exp(log(t)) may land an ulp outside the range
+    return np.clip(np.exp(math.log(low) + u * (math.log(high) - math.log(low))), low, high)
+
+
+__all__ = ["Simulator", "sample_exposures"]
