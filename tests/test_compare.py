@@ -80,6 +80,17 @@ def test_c2st_same_and_separated_distributions():
     assert c2st_score(np.exp(a), np.exp(b), max_samples=1000, seed=0, log_columns=[0, 2]) == pytest.approx(0.5, abs=0.07)
 
 
+def test_c2st_is_not_fooled_by_repeated_samples():
+    # equally weighted samples that repeat points (importance resampling, nested sampling) from the
+    # same distribution as the reference: the random forest would recognise points seen in training
+    rng = np.random.default_rng(5)
+    ref = rng.standard_normal((3000, 3))
+    pool = rng.standard_normal((800, 3))
+    resampled = pool[rng.integers(0, len(pool), 3000)]
+    assert len(np.unique(resampled, axis=0)) < 800
+    assert c2st_score(ref, resampled, max_samples=3000, seed=0) == pytest.approx(0.5, abs=0.06)
+
+
 def test_write_comparison_without_config_skips_only_the_spectrum(tmp_path):
     runs = load_runs([fake_run(tmp_path / "a", gaussian(2000, MEAN, SD, 1), "mcmc"),
                       fake_run(tmp_path / "b", gaussian(2000, MEAN, SD, 2), "mcmc")])

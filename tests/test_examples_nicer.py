@@ -97,7 +97,7 @@ def test_method_overrides_validate(nicer):
             assert load_config(EXAMPLE / name, overrides={"inference.method": method}).inference.method == method
 
 
-@pytest.mark.parametrize("name", ["run_pre_burst.sh", "run_burst.sh"])
+@pytest.mark.parametrize("name", ["run_pre_burst.sh", "run_burst.sh", "run_case.sh"])
 def test_run_scripts_are_valid_bash(name):
     path = EXAMPLE / name
     text = path.read_text()

@@ -1,47 +1,12 @@
 #!/usr/bin/env bash
 # 4U 1820-30, NICER: the persistent emission before the burst (pre_burst.yaml, seed paper section 8.2).
-# Restricted prior (lowest-C-stat classifier), single-round NPE, emcee and UltraNest on the same
-# spectrum and priors, then `xsbi compare` with MCMC as the reference.
+# Restricted prior (lowest-C-stat classifier), single-round NPE, 3-round NPE, emcee and UltraNest on
+# the same spectrum and priors, then `xsbi compare` with MCMC as the reference.
 #
-#   examples/nicer_4u1820/run_pre_burst.sh                      # npe, mcmc, nested: ~12 min on 2 cores
+#   examples/nicer_4u1820/run_pre_burst.sh                      # npe, snpe, mcmc, nested (README.md: run times)
 #   METHODS="npe mcmc" examples/nicer_4u1820/run_pre_burst.sh   # a subset
 #   examples/nicer_4u1820/run_pre_burst.sh --set inference.simulations=2000   # extra `xsbi run` arguments
 #
-# The paper's 3-round NPE (METHODS="npe snpe mcmc nested") is not run by default: with this
-# restricted prior xsbi's multi-round NPE samples its truncated proposals by rejection from the
-# full prior and ran for more than an hour in round 2 without finishing (see README.md).
-#
 # Results: examples/nicer_4u1820/results/pre_burst/<method>/ and .../compare/ (OUT=DIR to change).
 set -euo pipefail
-
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/../.." && pwd)"
-if [[ -n "${XSBI:-}" ]]; then :
-elif command -v xsbi >/dev/null 2>&1; then XSBI=xsbi
-elif [[ -x "$ROOT/.venv/bin/xsbi" ]]; then XSBI="$ROOT/.venv/bin/xsbi"
-else echo "xsbi not found: install it (make demo creates .venv) or set XSBI=/path/to/xsbi" >&2; exit 1
-fi
-# One torch thread: the networks here are small, and on shared cores two threads train several times slower.
-export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
-
-OUT="${OUT:-$HERE/results/pre_burst}"
-METHODS="${METHODS:-npe mcmc nested}"
-mkdir -p "$OUT"
-
-for m in $METHODS; do
-    echo "=== xsbi run pre_burst.yaml --method $m --out $OUT/$m"
-    start=$SECONDS
-    "$XSBI" run "$HERE/pre_burst.yaml" --method "$m" --out "$OUT/$m" --quiet "$@"
-    echo "=== $m: $((SECONDS - start)) s"
-done
-
-# compare every run present, MCMC first (the reference)
-runs=()
-for m in mcmc nested npe snpe; do
-    if [[ -f "$OUT/$m/summary.json" ]]; then runs+=("$OUT/$m"); fi
-done
-if (( ${#runs[@]} >= 2 )); then
-    "$XSBI" compare "${runs[@]}" --out "$OUT/compare"
-else
-    echo "fewer than two runs in $OUT: nothing to compare"
-fi
+exec "$(dirname "${BASH_SOURCE[0]}")/run_case.sh" pre_burst "npe snpe mcmc nested" "$@"

@@ -217,7 +217,11 @@ def _unique_labels(runs) -> None:
 def c2st_score(a, b, max_samples: int = C2ST_SAMPLES, seed: int = 0, log_columns=()) -> float:
     """Classifier two-sample test accuracy between sample sets ``a`` and ``b`` (n, d).
 
-    Columns in ``log_columns`` (indices) are compared in log10.  Both sets are subsampled to the
+    Columns in ``log_columns`` (indices) are compared in log10.  Repeated rows are dropped first:
+    equally weighted samples from nested sampling or importance resampling, and MCMC chains that
+    stay put on a rejected move, repeat points, and a point in both a training and a test fold is
+    recognised by the classifier, which would make identical posteriors look different.  Both
+    sets are then subsampled to the
     same size, at most ``max_samples`` (balanced classes keep chance at 0.5), standardised with
     ``a``'s mean and standard deviation, and given to ``sbi.utils.metrics.c2st`` (random forest,
     5-fold cross-validation) with a fixed seed.  0.5: indistinguishable; 1.0: disjoint.
@@ -229,6 +233,7 @@ def c2st_score(a, b, max_samples: int = C2ST_SAMPLES, seed: int = 0, log_columns
     for j in log_columns:
         if np.all(a[:, j] > 0) and np.all(b[:, j] > 0):
             a[:, j], b[:, j] = np.log10(a[:, j]), np.log10(b[:, j])
+    a, b = np.unique(a, axis=0), np.unique(b, axis=0)
     rng = np.random.default_rng(seed)
     n = int(min(len(a), len(b), max_samples))
     if n < 10:

@@ -24,9 +24,11 @@ __all__ = ["sample_many"]
 MAX_DRAWS_PER_SAMPLE = 200
 
 
-def _member_phi(net, x: torch.Tensor, m: int, lo: torch.Tensor, hi: torch.Tensor, generators=None):
+def _member_phi(net, x: torch.Tensor, m: int, lo: torch.Tensor, hi: torch.Tensor, generators=None,
+                max_draws: int = MAX_DRAWS_PER_SAMPLE):
     """(B, m, D) draws of one network inside the prior box [lo, hi] for each spectrum of x, and
-    the (B,) mask of spectra given up (almost no probability inside the prior; NaN draws)."""
+    the (B,) mask of spectra given up after ``max_draws`` draws per sample (almost no probability
+    inside the prior; NaN draws)."""
     B = x.shape[0]
     sampler = BatchedMAFSampler(net, x)
     out = None
@@ -46,7 +48,7 @@ def _member_phi(net, x: torch.Tensor, m: int, lo: torch.Tensor, hi: torch.Tensor
         out[r_idx, pos[keep]] = phi[keep]
         have[rows] += keep.sum(1)
         drawn[rows] += batch
-        hopeless = (have < m) & (drawn >= MAX_DRAWS_PER_SAMPLE * m)
+        hopeless = (have < m) & (drawn >= max_draws * m)
         if bool(hopeless.any()):
             out[hopeless] = float("nan")
             have[hopeless] = m

@@ -68,33 +68,22 @@ class AmortizedPosterior:
     @torch.no_grad()
     def _sample_member(self, i: int, n: int, x: torch.Tensor) -> torch.Tensor:
         """n draws of network i inside the prior box (phi space)."""
+        from .maf_batch import _member_phi
+        from .maf_sampler import supports_batched
+
         net = getattr(self.estimators[i], "net", None)
-        if net is None or not hasattr(net, "_transform") or not hasattr(net, "_embedding_net"):
+        if net is None or not supports_batched(net):
             return self._posteriors[i].sample((n,), x=x, show_progress_bars=False)
         # nflows repeats the spectrum for every draw and re-runs every MADE layer in each
         # autoregressive pass; for one spectrum most of that is constant (see maf_sampler).
-        # Draws outside the prior box are rejected, as sbi does.
-        from .maf_sampler import FastMAFSampler, supports
-
+        # Draws outside the prior box are rejected, as sbi does: the batched sampler's loop with
+        # a block of one spectrum, more patient than over a batch (a poor early-round network of
+        # multi-round NPE may put only a small fraction of its mass inside the prior).
         lo, hi = (torch.as_tensor(b, dtype=torch.float32) for b in self.space.bounds_phi())
-        if supports(net):
-            draw = FastMAFSampler(net, x)
-        else:
-            context = net._embedding_net(x.reshape(1, -1).float())
-
-            def draw(m):
-                return net._transform.inverse(net._distribution.sample(m), context=context)[0]
-        kept, have, batch = [], 0, n
-        for _ in range(1000):
-            phi = draw(batch)
-            phi = phi[torch.all((phi >= lo) & (phi <= hi), dim=1)]
-            kept.append(phi)
-            have += phi.shape[0]
-            if have >= n:
-                return torch.cat(kept)[:n]
-            accept = max(have / ((len(kept)) * batch), 1e-3)
-            batch = int(min(10 * n, (n - have) / accept * 1.2 + 16))
-        raise XsbiError("the network puts almost no probability inside the prior; retrain it")
+        phi, failed = _member_phi(net, x.reshape(1, -1).float(), int(n), lo, hi, max_draws=10_000)
+        if bool(failed[0]):
+            raise XsbiError("the network puts almost no probability inside the prior; retrain it")
+        return phi[0]
 
     def _sample_phi(self, n: int, x: torch.Tensor) -> torch.Tensor:
         k = len(self._posteriors)
