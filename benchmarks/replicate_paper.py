@@ -566,9 +566,9 @@ def _report(results: dict, meta: dict) -> str:
               "`npe` and `snpe` are importance-sampled on the exact likelihood (what `xsbi run` returns); "
               "`-raw` rows are the network alone (`npe-raw`: redrawn from `network.pt` with the run's seed, the draws "
               "`xsbi run` importance-samples; `snpe-raw`: `npe_parameters` of the SNPE `summary.json`).  C2ST "
-              "(random forest, 5-fold) reads high for runs whose samples are resampled with replacement "
-              "(importance-sampled NPE, nested sampling; see 'unique samples'): the classifier recognises the "
-              "repeated points, so read the shifts and widths first.", ""]
+              "(random forest, 5-fold) compares distinct samples: runs resampled with replacement "
+              "(importance-sampled NPE, nested sampling; see 'unique samples') repeat points, which `xsbi "
+              "compare` drops first.", ""]
         for label, rec in results["posteriors"].items():
             names = list(rec["reference"])
             L += [f"### {int(label):,}-count spectrum ({rec['counts']:,} counts, {rec['n_bins']} bins)", "",
@@ -767,6 +767,8 @@ def main(argv=None) -> dict:
                     meta["part_seconds"][p] = old["meta"]["part_seconds"][p]
                     meta.setdefault("kept_from_earlier_runs", {})[p] = old["meta"].get(
                         "kept_from_earlier_runs", {}).get(p, {"date": old["meta"]["date"], "argv": old["meta"]["argv"]})
+            meta["total_seconds_this_run"] = meta["total_seconds"]
+            meta["total_seconds"] = sum(meta["part_seconds"].values())
     (out / "report.md").write_text(_report(results, meta))
     (out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2, default=_json) + "\n")
     for line in _summary_lines(results):
