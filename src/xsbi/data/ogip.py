@@ -194,7 +194,7 @@ def read_pha(path) -> PHAData:
     try:
         # the fast reader handles the common layouts; anything else goes to astropy
         tables = fits_lite.read_tables(path)
-    except (fits_lite.Unsupported, OSError, KeyError, ValueError, TypeError, UnicodeDecodeError):
+    except (fits_lite.Unsupported, OSError, KeyError, ValueError, TypeError):  # ValueError: bad text too
         tables = None
     if tables is not None:
         return _pha_from_hdus([None, *tables], path)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-
 import time
 
 import numpy as np
@@ -44,41 +43,54 @@ class TruncatedProposal:
 
         self.posterior = posterior
         self.space = posterior.space
-        self.x_obs = x_obs
-        self.accept_hpd = posterior.hpd_acceptor(x_obs, quantile, n_draws=n_draws, seed=seed)
+        self.x = posterior._x(x_obs)[0]  # the network's input for the observation
+        # one set of network draws gives both the HPD threshold and the Gaussian's moments
+        torch.manual_seed(seed)
+        self.threshold, phi = posterior._hpd_threshold(self.x, quantile, n_draws)
+        self.gauss = _DefensiveGaussian(phi.double().numpy(), 2.0)
         # base: the full prior, or an sbi RestrictedPrior (classifier or coarse-NPE restriction)
         self.base_accept = getattr(base, "_accept_reject_fn", None)
         self.prior = getattr(base, "_prior", base)
-        self.gauss = _DefensiveGaussian(self.space.to_phi(posterior.sample(x_obs, n_draws, seed=seed)), 2.0)
         self.oversampling, self.defensive = int(oversampling), float(defensive)
         self.rng = np.random.default_rng(seed)
         self.seed = seed
         self.lo, self.hi = self.space.bounds_phi()
         self.acceptance = None  # fraction of candidates inside the region, last call
 
+    @torch.no_grad()
+    def accept_hpd(self, phi: torch.Tensor) -> torch.Tensor:
+        """Membership of the network's HPD region at the observation (as ``hpd_acceptor``)."""
+        return self.posterior._log_prob_phi(phi, self.x) >= self.threshold
+
     def _candidates(self, m: int) -> np.ndarray:
         n_g = int(self.rng.binomial(m, self.defensive))
         self.seed += 1
-        phi_q = self.space.to_phi(self.posterior.sample(self.x_obs, m - n_g, seed=self.seed)) if m > n_g else np.zeros((0, self.lo.size))
+        torch.manual_seed(self.seed)
+        with torch.no_grad():
+            phi_q = self.posterior._sample_phi(m - n_g, self.x).double().numpy() if m > n_g else np.zeros((0, self.lo.size))
         phi = np.concatenate([phi_q, self.gauss.rvs(n_g, self.rng)])
         return phi[self.rng.permutation(m)]
 
     def _log_weights(self, phi: np.ndarray) -> np.ndarray:
         ok = np.all((phi >= self.lo) & (phi <= self.hi), axis=1)
-        t = torch.as_tensor(phi, dtype=torch.float32)
-        for fn in (self.accept_hpd, self.base_accept):
-            if fn is not None and ok.any():
-                with torch.no_grad():
-                    ok[ok] = fn(t[torch.as_tensor(ok)]).cpu().numpy().astype(bool)
         logw = np.full(len(phi), -np.inf)
-        if ok.any():
-            inside = t[torch.as_tensor(ok)]
-            with torch.no_grad():
-                log_prior = self.prior.log_prob(inside).reshape(-1).double().numpy()
-                log_q = self.posterior._log_prob_phi(inside, self.posterior._x(self.x_obs)[0]).double().numpy()
-            log_g = self.gauss.logpdf(phi[ok])
-            log_mix = np.logaddexp(np.log1p(-self.defensive) + log_q, np.log(self.defensive) + log_g)
-            logw[ok] = log_prior - log_mix
+        if not ok.any():
+            return logw
+        idx = np.flatnonzero(ok)
+        t = torch.as_tensor(phi[idx], dtype=torch.float32)
+        with torch.no_grad():
+            # the network's density serves both the HPD test and the proposal mixture's density
+            log_q = self.posterior._log_prob_phi(t, self.x).double().numpy()
+            keep = log_q >= self.threshold
+            if self.base_accept is not None and keep.any():
+                keep[keep] = self.base_accept(t[torch.as_tensor(keep)]).cpu().numpy().astype(bool)
+            if not keep.any():
+                return logw
+            log_prior = self.prior.log_prob(t[torch.as_tensor(keep)]).reshape(-1).double().numpy()
+        idx, log_q = idx[keep], log_q[keep]
+        log_g = self.gauss.logpdf(phi[idx])
+        log_mix = np.logaddexp(np.log1p(-self.defensive) + log_q, np.log(self.defensive) + log_g)
+        logw[idx] = log_prior - log_mix
         return logw
 
     def sample(self, sample_shape=(1,)) -> torch.Tensor:

@@ -282,6 +282,14 @@ class AmortizedPosterior:
         lps = torch.stack([self._member_log_prob(i, phi, x) for i in range(len(self._posteriors))])
         return torch.logsumexp(lps, 0) - np.log(len(self._posteriors))
 
+    @torch.no_grad()
+    def _hpd_threshold(self, x: torch.Tensor, quantile: float, n_draws: int) -> tuple[float, torch.Tensor]:
+        """The ``quantile``-quantile of log q under q at network input ``x``, and the
+        ``n_draws`` draws (phi) it was estimated from (torch's global generator)."""
+        phi = self._sample_phi(int(n_draws), x)
+        lp = self._log_prob_phi(phi, x)
+        return (float(torch.quantile(lp, quantile)) if quantile > 0 else -np.inf), phi
+
     def hpd_acceptor(self, observations, quantile: float = 1e-4, n_draws: int = 20_000, seed: int = 0):
         """Membership test ``accept(phi) -> bool tensor`` of a truncated posterior support.
 
@@ -292,12 +300,8 @@ class AmortizedPosterior:
         """
         obs = [np.asarray(o) for o in (observations if np.ndim(observations[0]) else [observations])]
         xs = [self._x(o)[0] for o in obs]
-        thresholds = []
         torch.manual_seed(seed)
-        with torch.no_grad():
-            for xo in xs:
-                lp = self._log_prob_phi(self._sample_phi(int(n_draws), xo), xo)
-                thresholds.append(float(torch.quantile(lp, quantile)) if quantile > 0 else -np.inf)
+        thresholds = [self._hpd_threshold(xo, quantile, n_draws)[0] for xo in xs]
 
         def accept(phi: torch.Tensor) -> torch.Tensor:
             ok = torch.zeros(phi.shape[0], dtype=torch.bool)
