@@ -8,13 +8,15 @@ Floor: 200 spectra per second with 1,000 posterior samples each on 2 CPU cores; 
    OGIP files as real data would be), trained briefly (a speed benchmark: ``--simulations``,
    ``--max-epochs``; prior norm log-uniform in [0.3, 3], i.e. ~600-6,000 counts), or ``--network``.
 2. Throughput, ``--samples`` (1,000) posterior draws per spectrum, best fit among them (wall
-   clock, and CPU time of the process per spectrum, steadier on a shared machine: 2 idle cores
-   give at most 2,000 / cpu_ms_per_spectrum spectra/s):
+   clock, and CPU time per spectrum of the process and its worker processes, steadier on a shared
+   machine: 2 idle cores give at most 2,000 / cpu_ms_per_spectrum spectra/s):
    (a) from disk: ``--files`` PHA files sharing one RMF/ARF through ``xsbi.batch.run_batch``
-       (CSV and FITS written), after a short warm-up run; the rate of reading alone (load, group,
+       (CSV and FITS written), after a short warm-up run, with worker processes (the default on
+       Linux) and, as the baseline, with threads; the rate of reading alone (load, group,
        notice, compatibility check) is given too;
    (b) in memory: ``xsbi.batch.run_batch_counts`` on ``--spectra`` simulated spectra.
-3. Memory: peak resident memory (ru_maxrss) after a warm-up and after streaming each of
+3. Memory: peak resident memory (ru_maxrss, of this process and of the largest worker) after a
+   warm-up and after streaming each of
    ``--memory-runs`` in-memory spectra (cycled from a pool of 2,000) to a CSV + FITS table; flat
    means the peak does not grow with the number of spectra.
 
@@ -36,6 +38,7 @@ import numpy as np
 import torch
 
 import xsbi
+import xsbi.batch as batch
 from xsbi.batch import ResponseCache, _Engine, run_batch, run_batch_counts
 from xsbi.data.writer import write_arf, write_pha, write_rmf
 from xsbi.inference import AmortizedPosterior
@@ -51,6 +54,17 @@ def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
+def cpu_s() -> float:
+    """CPU time of this process and of its finished worker processes."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def worker_rss_mib() -> float:
+    """Peak resident memory of the largest finished worker process (0 when none ran)."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--network", type=Path, help="a saved network for this set-up (skips training)")
@@ -60,7 +74,8 @@ def main(argv=None):
     ap.add_argument("--files", type=int, default=500)
     ap.add_argument("--spectra", type=int, default=2000)
     ap.add_argument("--memory-runs", type=int, nargs="*", default=[2000, 20000])
-    ap.add_argument("--threads", type=int, default=2, help="torch threads = batch workers (default %(default)s)")
+    ap.add_argument("--threads", type=int, default=2,
+                    help="torch threads = batch workers, processes on Linux (default %(default)s)")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
@@ -97,34 +112,47 @@ def main(argv=None):
         post.check_compatible(spec)
         out["network_build"] = post.build
 
-        # (a) from disk
+        # (a) from disk: worker processes (the default on Linux), and threads as a baseline
         run_batch(post, files[:32], tmp / "warm", n_samples=args.samples, progress=False, batch_size=args.batch_size)
-        t0, c0 = time.perf_counter(), time.process_time()
+        t0, c0 = time.perf_counter(), cpu_s()
         r = run_batch(post, files, tmp / "disk", n_samples=args.samples, progress=False, batch_size=args.batch_size)
-        dt, dc = time.perf_counter() - t0, time.process_time() - c0
+        dt, dc = time.perf_counter() - t0, cpu_s() - c0
         out["disk"] = {"files": len(files), "ok": r.ok, "seconds": round(dt, 2),
-                       "spectra_per_s": round(len(files) / dt, 1),
-                       "cpu_ms_per_spectrum": round(dc / len(files) * 1e3, 2), "response_loads": r.response_loads}
+                       "spectra_per_s": round(len(files) / dt, 1), "workers": "processes" if
+                       batch._use_processes(torch.get_num_threads()) else "threads",
+                       "cpu_ms_per_spectrum": round(dc / len(files) * 1e3, 2),
+                       "response_loads": r.response_loads}
+        real = batch._use_processes
+        batch._use_processes = lambda workers: False
+        try:
+            t0 = time.perf_counter()
+            r = run_batch(post, files, tmp / "disk_threads", n_samples=args.samples, progress=False,
+                          batch_size=args.batch_size)
+            dt_threads = time.perf_counter() - t0
+        finally:
+            batch._use_processes = real
+        out["disk"]["threads_spectra_per_s"] = round(len(files) / dt_threads, 1)
+        out["disk"]["speed-up_processes_over_threads"] = round(dt_threads / dt, 2)
         engine, cache = _Engine(post, args.samples, 0), ResponseCache()
-        t0, c0 = time.perf_counter(), time.process_time()
+        t0, c0 = time.perf_counter(), cpu_s()
         for i, f in enumerate(files):
             engine.item_from_file(i, f, cache)
         out["disk"]["read_only_spectra_per_s"] = round(len(files) / (time.perf_counter() - t0), 1)
-        out["disk"]["read_only_cpu_ms_per_spectrum"] = round((time.process_time() - c0) / len(files) * 1e3, 2)
+        out["disk"]["read_only_cpu_ms_per_spectrum"] = round((cpu_s() - c0) / len(files) * 1e3, 2)
 
         # (b) in memory
         pool = sim.sample(prior.sample(max(args.spectra, 2000), seed=3), seed=4).astype(np.int64)
         run_batch_counts(post, pool[:64], spec, n_samples=args.samples, batch_size=args.batch_size)
-        t0, c0 = time.perf_counter(), time.process_time()
+        t0, c0 = time.perf_counter(), cpu_s()
         r = run_batch_counts(post, pool[: args.spectra], spec, out=tmp / "memory", n_samples=args.samples,
                              batch_size=args.batch_size)
-        dt, dc = time.perf_counter() - t0, time.process_time() - c0
+        dt, dc = time.perf_counter() - t0, cpu_s() - c0
         out["memory"] = {"spectra": args.spectra, "ok": r.ok, "seconds": round(dt, 2),
                          "spectra_per_s": round(args.spectra / dt, 1),
                          "cpu_ms_per_spectrum": round(dc / args.spectra * 1e3, 2)}
 
         # memory: streamed, never all held
-        out["rss"] = {"after_setup_MiB": round(rss_mib(), 1)}
+        out["rss"] = {"after_setup_MiB": round(rss_mib(), 1), "worker_peak_after_setup_MiB": round(worker_rss_mib(), 1)}
         for n in args.memory_runs:
             stream = (pool[i % len(pool)] for i in range(n))
             t0 = time.perf_counter()
@@ -133,6 +161,7 @@ def main(argv=None):
             dt = time.perf_counter() - t0
             size = (tmp / f"stream_{n}.csv").stat().st_size + (tmp / f"stream_{n}.fits").stat().st_size
             out["rss"][f"peak_after_{n}_MiB"] = round(rss_mib(), 1)
+            out["rss"][f"worker_peak_after_{n}_MiB"] = round(worker_rss_mib(), 1)
             out["rss"][f"rate_{n}_spectra_per_s"] = round(n / dt, 1)
             out["rss"][f"table_{n}_MiB"] = round(size / 2**20, 1)
     out["load_average_end"] = os.getloadavg()

@@ -221,6 +221,43 @@ def test_in_memory_counts_workers_and_table_paths(setup, tmp_path, monkeypatch):
     assert r3.reasons == {"outside the trained prior": 3} and "almost no probability" in r3.rows[0][2]
 
 
+def test_worker_processes_give_the_rows_of_one_process_in_input_order(setup, tmp_path, monkeypatch):
+    """Blocks spread over forked workers: the same rows as one process, in input order, each
+    response read once; a worker's failure ends the run with its error instead of hanging."""
+    import xsbi.batch as batch
+
+    s = setup
+    if not batch._use_processes(2):
+        pytest.skip("worker processes need fork (Linux); elsewhere the threads of the other tests run")
+    paths = [s["ok"][i % 4] for i in range(13)]
+    paths.insert(9, s["dir"] / "missing.pha")  # a skipped row inside a worker's block
+    one = run_batch(s["network"], paths, None, n_samples=400, progress=False, workers=1, batch_size=3)
+    two = run_batch(s["network"], iter(paths), tmp_path / "t", n_samples=400, progress=False, workers=2,
+                    batch_size=3)
+    assert (two.ok, two.skipped) == (one.ok, one.skipped) == (13, 1) and two.reasons == {"file not found": 1}
+    assert two.response_loads == {"rmf": 1, "arf": 1}  # the workers inherit the responses read first
+    t = Table.read(tmp_path / "t.csv", format="ascii.csv")
+    assert list(t["file"]) == [str(p) for p in paths] and t["status"][9] == "skipped"
+    for r1, r2 in zip(one.rows, t):
+        assert r1[0] == r2["file"]
+        if r1[1] == "ok":  # float32 kernels on one or two threads: rounding only
+            np.testing.assert_allclose(r1[5:], [r2[c] for c in t.colnames[5:]], rtol=2e-4)
+    # in memory, the same through processes as through threads
+    x = list(s["counts"]) * 5
+    mem = [run_batch_counts(s["posterior"], x, s["spec"], n_samples=300, workers=w, batch_size=4) for w in (1, 2)]
+    np.testing.assert_allclose([r[5:] for r in mem[0].rows], [r[5:] for r in mem[1].rows], rtol=2e-4)
+
+    def broken(self, block):
+        if block[0].index >= 6:
+            raise RuntimeError("worker failure for the test")
+        return real(self, block)
+
+    real = batch._Engine.process
+    monkeypatch.setattr(batch._Engine, "process", broken)  # inherited by the forked workers
+    with pytest.raises(RuntimeError, match="worker failure for the test"):
+        run_batch(s["network"], paths, None, n_samples=100, progress=False, workers=2, batch_size=3)
+
+
 def test_background_network_reads_backfile_and_picks_the_lowest_wstat(tmp_path):
     from xsbi.data import Spectrum
     from xsbi.instruments.nicer_like import N_CHANNELS, nicer_like_response

@@ -9,21 +9,26 @@ best fit among the draws (lowest C-stat; W-stat for a network trained with a bac
 C-stat against the value expected for the best-fit model (Kaastra 2017).  Spectra the network was
 not trained for, and files that cannot be read, get a ``skipped`` row that says why.
 
-Throughput: files are read in a background thread while the network works; responses (and
-background spectra) are read once per distinct file; spectra are processed in blocks whose
-posterior draws come from one batched pass of the flow (:mod:`xsbi.inference.maf_batch`) and
-whose models are folded in one batched call per response set-up (whatever the spectra's exposures:
-the expected counts are scaled to each).  Rows are written to the CSV file
-as they come, and the FITS table is streamed from it at the end: memory does not grow with the
-number of spectra.
+Throughput: spectra are processed in blocks whose posterior draws come from one batched pass of
+the flow (:mod:`xsbi.inference.maf_batch`) and whose models are folded in one batched call per
+response set-up (whatever the spectra's exposures: the expected counts are scaled to each).  On
+Linux the blocks go to forked worker processes, one core each, that read, sample and fit them:
+threads would share the interpreter lock with the Python code that reads the files.  The first
+block runs in the parent, so the workers inherit its responses and simulators.  Responses (and
+background spectra) are read once per distinct file and process.  Where fork is unavailable,
+threads process the blocks and a background thread reads the files.  Rows are written to the CSV
+file in input order as they come, and the FITS table is streamed from it at the end: memory does
+not grow with the number of spectra.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import math
-import re
 import queue
+import re
+import sys
 import threading
 import time
 from collections import Counter, OrderedDict
@@ -348,7 +353,7 @@ class _Engine:
             scaled = bool(np.any(scale != 1.0))
             scale_t = torch.as_tensor(scale, dtype=torch.float32)
             stat = torch.empty(G * n, dtype=torch.float64)
-            k = torch.as_tensor(np.stack([items[i].counts for i in idx]), dtype=torch.float32).t()  # (n_bins, G)
+            k = torch.as_tensor(np.stack([items[i].counts for i in idx]), dtype=torch.float32).t().contiguous()
             for r0 in range(0, G * n, _FIT_ROWS):  # a few MB of models at a time: they stay in cache
                 r1 = min(G * n, r0 + _FIT_ROWS)
                 mu = sim32(th[r0:r1])  # (n_bins, rows)
@@ -359,9 +364,13 @@ class _Engine:
                     rows = [idx[int(r)] for r in spec_of_row]
                     stat[r0:r1] = torch.as_tensor(self._statistic(items, rows, mu.t().double().numpy()))
                 else:
-                    # C-stat up to a constant of the data: sum(mu - k ln mu)
+                    # C-stat up to a constant of the data: sum(mu - k ln mu); the rows span one or
+                    # two spectra, whose counts weigh ln mu in one small matrix product
                     total = mu.sum(0)
-                    stat[r0:r1] = (total - (mu.clamp_(min=1e-30).log_() * k[:, spec_of_row]).sum(0)).double()
+                    s0, s1 = r0 // n, (r1 - 1) // n + 1
+                    kl = torch.mm(k[:, s0:s1].t(), mu.clamp_(min=1e-30).log_())  # (s1 - s0, rows)
+                    own = kl.gather(0, (spec_of_row - s0)[None, :])[0]
+                    stat[r0:r1] = (total - own).double()
             stat = stat.view(G, n)
             stat = torch.where(torch.isnan(stat), torch.full_like(stat, math.inf), stat)
             top = torch.topk(stat, n_top, dim=1, largest=False).indices.numpy()  # (G, n_top)
@@ -690,7 +699,88 @@ def _blocks(items, size):
         yield block
 
 
-def _drive(engine, items, out, header, progress, total, batch_size, workers) -> BatchResult:
+def _outcomes(block) -> list:
+    """Per spectrum of a block: None when it got a row of results, else why it was skipped."""
+    return [None if it.reason is None else (it.category or it.reason) for it in block]
+
+
+# --- worker processes: each reads, samples and fits whole blocks on one core, so that the reading
+# (Python code holding the interpreter lock) does not stall the other workers as threads do
+_STATE: dict | None = None  # the parent's engine and readers, inherited by the forked workers
+
+
+def _use_processes(workers: int) -> bool:
+    import multiprocessing as mp
+
+    # fork shares the loaded network and responses with the workers without copying or pickling
+    # them; it is Linux's default and safe there (macOS frameworks are not fork-safe: threads there)
+    return workers > 1 and sys.platform.startswith("linux") and "fork" in mp.get_all_start_methods()
+
+
+def _init_worker(state) -> None:
+    import signal
+
+    global _STATE
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it ends the pool
+    torch.set_num_threads(1)
+    _STATE = state
+
+
+def _work(task, state=None):
+    """One block (in a worker process): its rows, the outcome per spectrum and the files it read."""
+    state = _STATE if state is None else state
+    engine, cache = state["engine"], state["cache"]
+    before = Counter(cache.loads) if cache is not None else Counter()
+    block = state["make"](engine, cache, task)
+    rows = engine.process(block)
+    return rows, _outcomes(block), dict(cache.loads - before) if cache is not None else {}
+
+
+def _file_block(engine, cache, task) -> list:
+    start, paths = task
+    return [engine.item_from_file(start + k, p, cache) for k, p in enumerate(paths)]
+
+
+def _counts_block(engine, cache, task, spectrum=None, setup=None) -> list:
+    start, labels, counts, exposures = task
+    return [engine.item_from_counts(start + k, lab, c, spectrum, setup, t)
+            for k, (lab, c, t) in enumerate(zip(labels, counts, exposures))]
+
+
+def _run_processes(state, tasks, workers, consume) -> None:
+    import multiprocessing as mp
+    import warnings
+    from collections import deque
+
+    tasks = iter(tasks)
+    first = next(tasks, None)
+    if first is None:
+        return
+    # the first block runs here: the workers inherit what it built (the simulators of its
+    # response, the C-stat tables, torch's lazy state) instead of each building its own
+    consume(*_work(first, state))
+    with warnings.catch_warnings():
+        # Python >= 3.12 warns about fork in a process with threads; ours hold no lock at this point
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pool = mp.get_context("fork").Pool(workers, initializer=_init_worker, initargs=(state,))
+    try:
+        pending: deque = deque()  # at most 2 blocks per worker in flight: memory stays flat
+        for task in tasks:
+            pending.append(pool.apply_async(_work, (task,)))
+            while len(pending) > 2 * workers:
+                consume(*pending.popleft().get())
+        while pending:
+            consume(*pending.popleft().get())
+        pool.close()
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+def _drive(engine, out, header, progress, total, batch_size, workers, items=None, tasks=None,
+           make=None, cache=None) -> BatchResult:
+    """Rows for ``tasks`` (blocks that ``make(engine, cache, task)`` turns into items) computed by
+    ``workers`` forked processes, or for ``items`` in this process (``workers`` > 1: threads)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from tqdm.auto import tqdm
@@ -702,52 +792,80 @@ def _drive(engine, items, out, header, progress, total, batch_size, workers) -> 
         result.rows = []
     else:
         result.csv, result.fits = writer.csv_path, writer.fits_path
-    bar = tqdm(total=total, unit="spectrum", desc="xsbi batch", disable=not progress)
+    use_processes = tasks is not None
+    bar = None
+    loads: Counter = Counter()  # response files read by the workers
 
-    def consume(block, rows):
-        for it in block:
-            if it.reason is None:
+    def consume(rows, outcomes, read=None):
+        for why in outcomes:
+            if why is None:
                 result.ok += 1
             else:
                 result.skipped += 1
-                result.reasons[it.category or it.reason] += 1
+                result.reasons[why] += 1
+        if read:
+            loads.update(read)
         if writer is not None:
             writer.write(rows)
         else:
             result.rows.extend(rows)
-        bar.update(len(block))
+        bar.update(len(outcomes))
 
     try:
-        if workers <= 1:
-            for block in _blocks(items, batch_size):
-                consume(block, engine.process(block))
+        if use_processes:
+            state = {"engine": engine, "cache": cache, "make": make}
+            # the bar's monitor thread starts after the fork
+            bar = tqdm(total=total, unit="spectrum", desc="xsbi batch", disable=not progress)
+            _run_processes(state, tasks, workers, consume)
         else:
-            # blocks run concurrently on single-threaded torch (its kernels release the GIL):
-            # no OpenMP barriers, which stall badly when another process takes a core; results
-            # are written in input order and at most 2 blocks per worker are in flight
-            from collections import deque
-
-            with _torch_threads(1), ThreadPoolExecutor(workers, thread_name_prefix="xsbi-batch") as pool:
-                pending: deque = deque()
+            bar = tqdm(total=total, unit="spectrum", desc="xsbi batch", disable=not progress)
+            if workers <= 1:
                 for block in _blocks(items, batch_size):
-                    pending.append((block, pool.submit(engine.process, block)))
-                    while len(pending) > 2 * workers:
+                    consume(engine.process(block), _outcomes(block))
+            else:
+                # threads (no fork): blocks run concurrently on single-threaded torch (its kernels
+                # release the interpreter lock); results are written in input order
+                from collections import deque
+
+                with _torch_threads(1), ThreadPoolExecutor(workers, thread_name_prefix="xsbi-batch") as pool:
+                    pending: deque = deque()
+                    for block in _blocks(items, batch_size):
+                        pending.append((block, pool.submit(engine.process, block)))
+                        while len(pending) > 2 * workers:
+                            b, fut = pending.popleft()
+                            consume(fut.result(), _outcomes(b))
+                    while pending:
                         b, fut = pending.popleft()
-                        consume(b, fut.result())
-                while pending:
-                    b, fut = pending.popleft()
-                    consume(b, fut.result())
+                        consume(fut.result(), _outcomes(b))
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
         if writer is not None:
             writer.close({"NOK": (result.ok, "spectra with posterior summaries"),
                           "NSKIP": (result.skipped, "spectra skipped (see column reason)")})
+    result.response_loads = dict(loads if use_processes else cache.loads if cache is not None else {})
     result.seconds = time.perf_counter() - t0
     return result
 
 
 def _workers(workers) -> int:
-    return max(1, int(torch.get_num_threads() if workers is None else workers))
+    if workers is None:
+        return max(1, torch.get_num_threads())
+    if int(workers) < 1:
+        raise XsbiError(f"workers must be at least 1 (1: a single process), got {workers}")
+    return int(workers)
+
+
+def _tasks(iterable, size):
+    """``(start, block)`` for consecutive blocks of ``size`` from ``iterable``, lazily."""
+    start, block = 0, []
+    for x in iterable:
+        block.append(x)
+        if len(block) >= size:
+            yield start, block
+            start, block = start + len(block), []
+    if block:
+        yield start, block
 
 
 def _header(engine, network_label, **extra) -> dict:
@@ -782,16 +900,24 @@ def run_batch(network, spectra, out, n_samples: int = 1000, seed: int = 0, progr
     batch_size : int
         Spectra per block of the network and simulator.
     prefetch : int
-        Spectra read ahead in a background thread (0: read in the main thread).
+        Without worker processes: spectra read ahead in a background thread (0: read in the main
+        thread).
     workers : int or None
-        Blocks processed concurrently, each by single-threaded torch; default: torch's number of
-        threads (``torch.get_num_threads()``, the physical cores unless set); 1 runs blocks one
-        after the other with torch's own threads.
+        Blocks processed concurrently, each on one core by single-threaded torch: forked worker
+        processes on Linux, threads elsewhere.  Default: torch's number of threads
+        (``torch.get_num_threads()``, the physical cores unless set); 1 runs blocks one after the
+        other in this process with torch's own threads.  The rows do not depend on it (up to
+        float32 rounding).
     """
     posterior, label = _load_network(network)
     engine = _Engine(posterior, n_samples, seed)
     cache = ResponseCache()
     total = len(spectra) if hasattr(spectra, "__len__") else None
+    workers = _workers(workers)
+    header = _header(engine, label)
+    if _use_processes(workers):
+        return _drive(engine, out, header, progress, total, batch_size, workers,
+                      tasks=_tasks(spectra, batch_size), make=_file_block, cache=cache)
 
     def make_items():
         for i, path in enumerate(spectra):
@@ -799,11 +925,9 @@ def run_batch(network, spectra, out, n_samples: int = 1000, seed: int = 0, progr
 
     items = _prefetch(make_items, prefetch) if prefetch else make_items()
     try:
-        result = _drive(engine, items, out, _header(engine, label), progress, total, batch_size, _workers(workers))
+        return _drive(engine, out, header, progress, total, batch_size, workers, items=items, cache=cache)
     finally:
         items.close()  # stops the reader thread if the run ended early
-    result.response_loads = dict(cache.loads)
-    return result
 
 
 def run_batch_counts(network, counts, spectrum, out=None, n_samples: int = 1000, seed: int = 0,
@@ -827,12 +951,19 @@ def run_batch_counts(network, counts, spectrum, out=None, n_samples: int = 1000,
     setup = _setup_key(spectrum, spectrum_identity(spectrum))
     total = len(counts) if hasattr(counts, "__len__") else None
 
-    def make_items():
+    workers = _workers(workers)
+    make = functools.partial(_counts_block, spectrum=spectrum, setup=setup)
+
+    def tasks():
         names = iter(labels) if labels is not None else None
         times = iter(exposures) if exposures is not None else None
-        for i, c in enumerate(counts):
-            name = str(next(names)) if names is not None else f"#{i}"
-            t = float(next(times)) if times is not None else None
-            yield engine.item_from_counts(i, name, c, spectrum, setup, t)
+        for start, block in _tasks(counts, batch_size):
+            yield (start, [str(next(names)) if names is not None else f"#{start + k}" for k in range(len(block))],
+                   block, [float(next(times)) if times is not None else None for _ in block])
 
-    return _drive(engine, make_items(), out, _header(engine, label), progress, total, batch_size, _workers(workers))
+    header = _header(engine, label)
+    if _use_processes(workers):
+        engine._simulators(setup, spectrum)  # built once here, shared by the forked workers
+        return _drive(engine, out, header, progress, total, batch_size, workers, tasks=tasks(), make=make)
+    items = (it for task in tasks() for it in make(engine, None, task))
+    return _drive(engine, out, header, progress, total, batch_size, workers, items=items)

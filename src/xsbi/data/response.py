@@ -90,6 +90,7 @@ class RMF:
             raise DataError("RMF matrix contains NaN or infinite values.")
         self.channels = self.first_channel + np.arange(n_ch, dtype=np.int64)
         self._hash = None
+        self._is_rsp = None
 
     @property
     def n_energies(self) -> int:
@@ -101,10 +102,10 @@ class RMF:
 
     @property
     def is_rsp(self) -> bool:
-        if self.hduclas3 == "FULL":
-            return True
-        # A pure redistribution matrix sums to <= 1 per energy; effective areas are >> 1 cm^2.
-        return bool(self.matrix.nnz and self.row_sums().max() > 1.5)
+        if self._is_rsp is None:  # asked for every spectrum that shares this matrix (xsbi batch)
+            # A pure redistribution matrix sums to <= 1 per energy; effective areas are >> 1 cm^2.
+            self._is_rsp = self.hduclas3 == "FULL" or bool(self.matrix.nnz and self.row_sums().max() > 1.5)
+        return self._is_rsp
 
     def row_sums(self) -> np.ndarray:
         """Total probability of detection per energy bin (<= 1 for a redistribution matrix)."""
