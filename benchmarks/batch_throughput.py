@@ -12,8 +12,9 @@ Floor: 200 spectra per second with 1,000 posterior samples each on 2 CPU cores; 
    machine: 2 idle cores give at most 2,000 / cpu_ms_per_spectrum spectra/s):
    (a) from disk: ``--files`` PHA files sharing one RMF/ARF through ``xsbi.batch.run_batch``
        (CSV and FITS written), after a short warm-up run, with worker processes (the default on
-       Linux) and, as the baseline, with threads; the rate of reading alone (load, group,
-       notice, compatibility check) is given too;
+       Linux) and, as the baseline, with threads; then with ``--importance`` (draws reweighted by
+       the exact likelihood; its efficiency, median and 10th percentile); the rate of reading
+       alone (load, group, notice, compatibility check) is given too;
    (b) in memory: ``xsbi.batch.run_batch_counts`` on ``--spectra`` simulated spectra.
 3. Memory: peak resident memory (ru_maxrss, of this process and of the largest worker) after a
    warm-up and after streaming each of
@@ -52,6 +53,13 @@ PRIORS = {"tbabs.nH": {"loguniform": [0.1, 0.3]}, "powerlaw.PhoIndex": {"uniform
 
 def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def _csv_rows(path):
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.reader(f))[1:]
 
 
 def cpu_s() -> float:
@@ -133,6 +141,14 @@ def main(argv=None):
             batch._use_processes = real
         out["disk"]["threads_spectra_per_s"] = round(len(files) / dt_threads, 1)
         out["disk"]["speed-up_processes_over_threads"] = round(dt_threads / dt, 2)
+        # with --importance: the draws reweighted by the exact likelihood
+        t0 = time.perf_counter()
+        r = run_batch(post, files, tmp / "disk_importance", n_samples=args.samples, progress=False,
+                      batch_size=args.batch_size, importance=True)
+        eff = np.array([row[-1] for row in _csv_rows(tmp / "disk_importance.csv")], dtype=float)
+        out["disk"]["importance_spectra_per_s"] = round(len(files) / (time.perf_counter() - t0), 1)
+        out["disk"]["importance_efficiency_median_p10"] = [round(float(np.median(eff)), 3),
+                                                           round(float(np.percentile(eff, 10)), 3)]
         engine, cache = _Engine(post, args.samples, 0), ResponseCache()
         t0, c0 = time.perf_counter(), cpu_s()
         for i, f in enumerate(files):

@@ -258,6 +258,43 @@ def test_worker_processes_give_the_rows_of_one_process_in_input_order(setup, tmp
         run_batch(s["network"], paths, None, n_samples=100, progress=False, workers=2, batch_size=3)
 
 
+def test_importance_reweighting_gives_the_mcmc_posterior(setup, tmp_path):
+    """--importance: the small test network is off by up to a sigma on these spectra; its draws
+    reweighted by the exact likelihood give emcee's quantiles."""
+    from xsbi.inference.importance import weighted_quantiles
+    from xsbi.likelihood import PoissonLikelihood, run_mcmc
+
+    s = setup
+    model, rough = s["model"], s["network"]
+    prior = xsbi.JointPrior(model, PRIORS)
+    files = [s["ok"][0], s["ok"][1]]
+    raw = run_batch(rough, files, None, n_samples=3000, progress=False, workers=1)
+    r = run_batch(rough, files, tmp_path / "is", n_samples=3000, progress=False, workers=1, importance=True)
+    t = Table.read(tmp_path / "is.csv", format="ascii.csv")
+    assert t.colnames == table_columns(NAMES, importance=True) and t.colnames[-1] == "is_efficiency"
+    assert fits.getheader(tmp_path / "is.fits", "BATCH")["IMPORTNC"] is True
+    worst_raw = worst_is = 0.0
+    for i, f in enumerate(files):
+        ref = run_mcmc(PoissonLikelihood(xsbi.load_spectrum(f).notice(0.3, 10.0), model, prior), seed=i,
+                       progress=False).samples
+        lo, med, hi = np.quantile(ref, [0.16, 0.5, 0.84], axis=0)
+        sd = (hi - lo) / 2
+        assert 0.05 < t["is_efficiency"][i] <= 1.0
+        for j, name in enumerate(NAMES):
+            shift = abs(t[f"{name}_median"][i] - med[j]) / sd[j]
+            width = (t[f"{name}_q84"][i] - t[f"{name}_q16"][i]) / (hi[j] - lo[j])
+            assert shift < 0.2 and 0.8 < width < 1.2, (f, name, shift, width)
+            worst_is = max(worst_is, shift)
+            worst_raw = max(worst_raw, abs(raw.rows[i][5 + 3 * j] - med[j]) / sd[j])
+    assert worst_raw > 2 * worst_is  # the reweighting did the work, not the rough network
+    assert r.ok == 2 and r.columns == t.colnames
+    # weighted quantiles: equal weights give numpy's 'hazen' quantiles; zero weights drop out
+    x, qs = np.random.default_rng(0).normal(size=(101, 2)), [0.16, 0.5, 0.84]
+    np.testing.assert_allclose(weighted_quantiles(x, np.ones(101), qs), np.quantile(x, qs, axis=0, method="hazen"))
+    w = np.r_[np.ones(50), np.zeros(51)]
+    np.testing.assert_allclose(weighted_quantiles(x, w, qs), np.quantile(x[:50], qs, axis=0, method="hazen"))
+
+
 def test_background_network_reads_backfile_and_picks_the_lowest_wstat(tmp_path):
     from xsbi.data import Spectrum
     from xsbi.instruments.nicer_like import N_CHANNELS, nicer_like_response
@@ -304,3 +341,15 @@ def test_background_network_reads_backfile_and_picks_the_lowest_wstat(tmp_path):
     assert ref["statistic_name"] == "W-stat"  # W-stat chose the draw and is reported, with bootstrap moments
     np.testing.assert_allclose(fit[:, 0], [ref["cstat"], ref["expected_cstat"], ref["cstat_std"], ref["cstat_z"]],
                                rtol=1e-9)
+    # importance sampling on the W-stat likelihood (-W/2): emcee's quantiles on the same data (the
+    # network is rough here, efficiency ~2%: 10,000 draws keep the Monte-Carlo noise ~0.1 sigma)
+    from xsbi.likelihood import PoissonLikelihood, run_mcmc
+
+    r = run_batch(post, paths[:1], None, n_samples=10_000, progress=False, workers=1, importance=True)
+    lik = PoissonLikelihood(spec, model, prior)
+    assert lik.statistic.lower().startswith("w")
+    lo, med, hi = np.quantile(run_mcmc(lik, seed=0, progress=False).samples, [0.16, 0.5, 0.84], axis=0)
+    row = r.rows[0]
+    for j in range(3):
+        q16, q50, q84 = row[6 + 3 * j], row[5 + 3 * j], row[7 + 3 * j]
+        assert abs(q50 - med[j]) < 0.3 * (hi[j] - lo[j]) / 2 and 0.8 < (q84 - q16) / (hi[j] - lo[j]) < 1.2, j

@@ -47,15 +47,18 @@ QUANTILES = (0.16, 0.5, 0.84)  # as summary.json (xsbi.likelihood.poisson.summar
 STATS = ("median", "q16", "q84")
 FIXED = ("file", "status", "reason", "counts", "exposure")
 FIT = ("cstat", "expected_cstat", "cstat_std", "cstat_sigma")
+IMPORTANCE = ("is_efficiency",)
 STRING_COLUMNS = ("file", "status", "reason")
 NOT_TRAINED = "this network was not trained for this spectrum: "
 _OUT_OF_RANGE = re.compile(r"^exposure (\S+) s is outside the range (\S+)-(\S+) s ")
+DEFENSIVE, WIDEN = 0.2, 2.0  # importance sampling's proposal: as xsbi.inference.importance_resample
 _FIT_ROWS = 512  # draws whose models are computed at once for the best fit (~2 MB: they stay in cache)
 
 
-def table_columns(names) -> list[str]:
-    """Column names of the table, in order, for parameters ``names`` (``component.parameter``)."""
-    return [*FIXED, *(f"{n}_{s}" for n in names for s in STATS), *FIT]
+def table_columns(names, importance: bool = False) -> list[str]:
+    """Column names of the table, in order, for parameters ``names`` (``component.parameter``);
+    with ``importance``, the sampling efficiency of the reweighted draws last."""
+    return [*FIXED, *(f"{n}_{s}" for n in names for s in STATS), *FIT, *(IMPORTANCE if importance else ())]
 
 
 def table_paths(out) -> tuple[Path, Path]:
@@ -212,10 +215,11 @@ class _Screen:
 class _Engine:
     """Samples, summarises and fits blocks of prepared spectra."""
 
-    def __init__(self, posterior, n_samples: int, seed: int):
+    def __init__(self, posterior, n_samples: int, seed: int, importance: bool = False):
         from .data.preparation import preparation_record
 
         self.posterior = posterior
+        self.importance = bool(importance)
         self.n = int(n_samples)
         if self.n < 1:
             raise XsbiError(f"--samples must be a positive number of posterior draws, got {n_samples}")
@@ -333,9 +337,10 @@ class _Engine:
             return np.asarray(wstat(counts, bkg, mu, ratio, validate=False))
         return np.asarray(cstat(counts, mu, validate=False))
 
-    def best_fit(self, items, theta) -> np.ndarray:
+    def best_fit(self, items, theta, neg_log_like=None) -> np.ndarray:
         """(4, B): C-stat of the best draw, expected C-stat, its sd, deviation in sd (W-stat with
-        a background, as ``xsbi run`` reports it)."""
+        a background, as ``xsbi run`` reports it).  A (B, n) array ``neg_log_like`` receives
+        -log L of every draw (C/2 or W/2, up to a constant per spectrum; inf where undefined)."""
         from .stats import cstat
 
         B, n, d = theta.shape
@@ -362,7 +367,7 @@ class _Engine:
                     mu.mul_(scale_t[spec_of_row][None, :])
                 if self.with_background:
                     rows = [idx[int(r)] for r in spec_of_row]
-                    stat[r0:r1] = torch.as_tensor(self._statistic(items, rows, mu.t().double().numpy()))
+                    stat[r0:r1] = 0.5 * torch.as_tensor(self._statistic(items, rows, mu.t().double().numpy()))
                 else:
                     # C-stat up to a constant of the data: sum(mu - k ln mu); the rows span one or
                     # two spectra, whose counts weigh ln mu in one small matrix product
@@ -373,6 +378,8 @@ class _Engine:
                     stat[r0:r1] = (total - own).double()
             stat = stat.view(G, n)
             stat = torch.where(torch.isnan(stat), torch.full_like(stat, math.inf), stat)
+            if neg_log_like is not None:
+                neg_log_like[idx] = stat.numpy()
             top = torch.topk(stat, n_top, dim=1, largest=False).indices.numpy()  # (G, n_top)
             cand = theta[np.asarray(idx)[:, None], top]  # (G, n_top, d)
             # the few lowest in float32 are compared again in float64: the same choice as
@@ -421,19 +428,79 @@ class _Engine:
                     it.category = "outside the trained prior"
                 theta = theta[~failed]
                 ok = [it for it in ok if it.reason is None]
-        if ok:
+        eff = None
+        if ok and self.importance:
+            theta, gaussians, valid = self._with_defensive_draws(ok, theta)
+            nll = np.empty(theta.shape[:2])
+            fit = self.best_fit(ok, theta, nll)
+            q, eff = self._reweighted_quantiles(ok, theta, nll, gaussians, valid)
+        elif ok:
             q = np.quantile(theta, QUANTILES, axis=1)  # (3, B, d)
             fit = self.best_fit(ok, theta)
         rows, k = [], 0
         nan3 = [math.nan] * (3 * len(self.names))
+        tail = [math.nan] if self.importance else []
         for it in block:
             if it.reason is None:
                 stats = [float(q[s, k, j]) for j in range(len(self.names)) for s in (1, 0, 2)]
-                rows.append([it.label, "ok", "", it.total, it.exposure, *stats, *(float(v) for v in fit[:, k])])
+                extra = [float(eff[k])] if self.importance else []
+                rows.append([it.label, "ok", "", it.total, it.exposure, *stats, *(float(v) for v in fit[:, k]),
+                             *extra])
                 k += 1
             else:
-                rows.append([it.label, "skipped", it.reason, it.total, it.exposure, *nan3, *([math.nan] * 4)])
+                rows.append([it.label, "skipped", it.reason, it.total, it.exposure, *nan3, *([math.nan] * 4),
+                             *tail])
         return rows
+
+    # --- importance sampling (optional) -----------------------------------------------------------
+    def _with_defensive_draws(self, items, theta):
+        """The network's draws followed by ``DEFENSIVE`` of draws from a Gaussian twice as wide
+        (in the network's coordinates), as :func:`xsbi.inference.importance_resample` does;
+        Gaussian draws outside the prior are kept in place, clipped, with zero weight."""
+        from .inference.importance import _DefensiveGaussian
+
+        space = self.posterior.space
+        lo, hi = space.bounds_phi()
+        B, n, d = theta.shape
+        n_g = max(1, int(round(n * DEFENSIVE / (1.0 - DEFENSIVE))))
+        out = np.empty((B, n + n_g, d))
+        out[:, :n] = theta
+        valid = np.ones((B, n + n_g), dtype=bool)
+        gaussians = []
+        for i, it in enumerate(items):
+            g = _DefensiveGaussian(space.to_phi(theta[i]), WIDEN)
+            phi = g.rvs(n_g, np.random.default_rng([self.seed, it.index, 1]))
+            valid[i, n:] = np.all((phi >= lo) & (phi <= hi), axis=1)
+            out[i, n:] = space.to_theta(np.clip(phi, lo, hi))
+            gaussians.append(g)
+        return out, gaussians, valid
+
+    def _reweighted_quantiles(self, items, theta, nll, gaussians, valid):
+        """Quantiles (3, B, d) of the draws weighted by likelihood x prior / proposal, and the
+        sampling efficiency ESS / draws (B,) (Kish), as ``xsbi run``'s importance sampling."""
+        from .inference.importance import weighted_quantiles
+        from .inference.maf_batch import log_prob_many
+
+        post, space = self.posterior, self.posterior.space
+        B, m, d = theta.shape
+        n = self.n
+        q = np.empty((len(QUANTILES), B, d))
+        eff = np.empty(B)
+        frac_g = (m - n) / m
+        exposure = [it.exposure for it in items] if self.exposure_conditioned else None
+        log_nets = log_prob_many(post, np.stack([it.x for it in items]), theta, exposure=exposure)
+        for i, it in enumerate(items):
+            th, log_net = theta[i], log_nets[i]
+            log_g = gaussians[i].logpdf(space.to_phi(th)) + space.log_jacobian(th)
+            log_q = np.logaddexp(np.log1p(-frac_g) + log_net, np.log(frac_g) + log_g)
+            with np.errstate(invalid="ignore"):
+                log_w = -nll[i] + space.prior.log_prob(th) - log_q
+            log_w = np.where(valid[i] & np.isfinite(log_w), log_w, -np.inf)
+            w = np.exp(log_w - log_w.max())
+            w /= w.sum()
+            eff[i] = 1.0 / np.sum(w**2) / m
+            q[:, i] = weighted_quantiles(th, w, QUANTILES)
+        return q, eff
 
 
 # ------------------------------------------------------------------------------------ expected C-stat
@@ -505,10 +572,10 @@ class TableWriter:
     """Rows to ``TABLE.csv`` as they come (flushed after each block); ``close()`` streams the CSV
     into the FITS binary table ``TABLE.fits`` (extension ``BATCH``) in chunks."""
 
-    def __init__(self, out, names, header: dict | None = None):
+    def __init__(self, out, names, header: dict | None = None, importance: bool = False):
         self.csv_path, self.fits_path = table_paths(out)
         self.csv_path.parent.mkdir(parents=True, exist_ok=True)
-        self.columns = table_columns(names)
+        self.columns = table_columns(names, importance)
         self.header = dict(header or {})
         self.n_rows = 0
         self.widths = {c: 1 for c in STRING_COLUMNS}
@@ -786,8 +853,8 @@ def _drive(engine, out, header, progress, total, batch_size, workers, items=None
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
-    result = BatchResult(columns=table_columns(engine.names))
-    writer = TableWriter(out, engine.names, header) if out is not None else None
+    result = BatchResult(columns=table_columns(engine.names, engine.importance))
+    writer = TableWriter(out, engine.names, header, engine.importance) if out is not None else None
     if writer is None:
         result.rows = []
     else:
@@ -874,13 +941,15 @@ def _header(engine, network_label, **extra) -> dict:
     h = {"NETWORK": network_label, "NSAMPLES": (engine.n, "posterior draws per spectrum"),
          "SEED": (engine.seed, "seed of the draws"), "QUANTS": ("0.16 0.5 0.84", "quantiles q16 median q84"),
          "BESTFIT": ("wstat" if engine.with_background else "cstat", "statistic of the best fit and cstat columns"),
+         "IMPORTNC": (engine.importance, "draws reweighted by the exact likelihood"),
          "CREATOR": f"xsbi {versions().get('xsbi', '')}"}
     h.update(extra)
     return h
 
 
 def run_batch(network, spectra, out, n_samples: int = 1000, seed: int = 0, progress: bool = True,
-              batch_size: int = 32, prefetch: int = 128, workers: int | None = None) -> BatchResult:
+              batch_size: int = 32, prefetch: int = 128, workers: int | None = None,
+              importance: bool = False) -> BatchResult:
     """Apply a saved amortized network to PHA files, one table row per file, in input order.
 
     Parameters
@@ -908,9 +977,14 @@ def run_batch(network, spectra, out, n_samples: int = 1000, seed: int = 0, progr
         (``torch.get_num_threads()``, the physical cores unless set); 1 runs blocks one after the
         other in this process with torch's own threads.  The rows do not depend on it (up to
         float32 rounding).
+    importance : bool
+        Reweight each spectrum's draws by the exact likelihood times the prior over the proposal
+        density (the network mixed with a Gaussian twice as wide, 20% of draws added: neural
+        importance sampling as in ``xsbi run``), so the quantiles are those of the exact
+        posterior up to Monte-Carlo noise; adds the column ``is_efficiency`` (ESS / draws).
     """
     posterior, label = _load_network(network)
-    engine = _Engine(posterior, n_samples, seed)
+    engine = _Engine(posterior, n_samples, seed, importance)
     cache = ResponseCache()
     total = len(spectra) if hasattr(spectra, "__len__") else None
     workers = _workers(workers)
@@ -932,7 +1006,7 @@ def run_batch(network, spectra, out, n_samples: int = 1000, seed: int = 0, progr
 
 def run_batch_counts(network, counts, spectrum, out=None, n_samples: int = 1000, seed: int = 0,
                      progress: bool = False, batch_size: int = 32, labels=None, workers: int | None = None,
-                     exposures=None) -> BatchResult:
+                     exposures=None, importance: bool = False) -> BatchResult:
     """Apply a network to in-memory spectra: grouped counts in the network's bins.
 
     ``counts`` is an iterable of ``(n_bins,)`` arrays (``2 n_bins`` for a network trained with a
@@ -946,7 +1020,7 @@ def run_batch_counts(network, counts, spectrum, out=None, n_samples: int = 1000,
     from .inference.posterior import spectrum_identity
 
     posterior, label = _load_network(network)
-    engine = _Engine(posterior, n_samples, seed)
+    engine = _Engine(posterior, n_samples, seed, importance)
     posterior.check_compatible(spectrum)
     setup = _setup_key(spectrum, spectrum_identity(spectrum))
     total = len(counts) if hasattr(counts, "__len__") else None

@@ -106,7 +106,7 @@ def _batch(args) -> int:
     spectra = _expand_spectra(args.spectra)
     csv_path, fits_path = table_paths(args.out)
     r = run_batch(posterior, spectra, args.out, n_samples=args.samples, seed=args.seed, progress=not args.quiet,
-                  workers=args.workers)
+                  workers=args.workers, importance=args.importance)
     print(f"{r.line()}; table in {csv_path} and {fits_path}")
     return 0
 
@@ -206,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(a .csv or .fits suffix is dropped)")
     b.add_argument("--samples", type=int, default=1000, metavar="N", help="posterior draws per spectrum (default: %(default)s)")
     b.add_argument("--seed", type=int, default=0, help="seed of the draws (default: %(default)s)")
+    b.add_argument("--importance", action="store_true",
+                   help="reweight each spectrum's draws by the exact likelihood (neural importance sampling, as "
+                   "`xsbi run` does): quantiles of the exact posterior, and a column is_efficiency; ~2x slower")
     b.add_argument("--workers", type=int, metavar="N", help="spectra processed in parallel by N worker processes "
                    "(threads where fork is unavailable), one core each; 1: one process on all of torch's threads "
                    "(default: torch's thread count, usually the physical cores)")

@@ -1,4 +1,4 @@
-"""Posterior draws for many spectra at once, inside the prior box (``xsbi batch``).
+"""Posterior draws and densities for many spectra at once, inside the prior box (``xsbi batch``).
 
 Amortized inference over thousands of spectra spends its time in small matrix products and
 Python overhead when it goes spectrum by spectrum; :class:`~.maf_sampler.BatchedMAFSampler`
@@ -16,7 +16,7 @@ import torch
 from ..errors import XsbiError
 from .maf_sampler import BatchedMAFSampler, supports_batched
 
-__all__ = ["sample_many"]
+__all__ = ["sample_many", "log_prob_many"]
 
 
 #: a spectrum whose draws fall inside the prior less often than once in this many is given up
@@ -115,3 +115,27 @@ def sample_many(posterior, counts, n: int, seeds=None, return_failed: bool = Fal
     log = posterior.space.log
     theta[:, :, log] = 10.0 ** theta[:, :, log]
     return (theta, failed) if return_failed else theta
+
+
+def log_prob_many(posterior, counts, theta, exposure=None) -> np.ndarray:
+    """(B, m) log q(theta | x) in physical parameters, for B spectra's counts ``(B, n_bins)`` and
+    their parameters ``theta`` (B, m, d): ``posterior.log_prob(theta[i], counts[i])`` for every
+    i (the network's density times the Jacobian, -inf outside the prior box, an equal-weight
+    mixture for an ensemble), from one batched pass of the flow where it is a MAF."""
+    theta = np.asarray(theta, dtype=np.float64)
+    B, m, d = theta.shape
+    space = posterior.space
+    nets = [getattr(e, "net", None) for e in posterior.estimators]
+    if not all(net is not None and supports_batched(net) for net in nets):
+        t = None if exposure is None else np.broadcast_to(np.asarray(exposure, dtype=np.float64), (B,))
+        return np.stack([posterior.log_prob(theta[i], np.asarray(counts)[i],
+                                            exposure=None if t is None else float(t[i])) for i in range(B)])
+    x = posterior._x(counts, exposure)
+    phi = torch.as_tensor(space.to_phi(theta.reshape(-1, d)).reshape(B, m, d), dtype=torch.float32)
+    lo, hi = (torch.as_tensor(b, dtype=torch.float32) for b in space.bounds_phi())
+    with torch.no_grad():
+        lps = torch.stack([BatchedMAFSampler(net, x).log_prob(phi) for net in nets])
+        lp = torch.logsumexp(lps, 0) - np.log(len(nets))
+        inside = torch.all((phi >= lo) & (phi <= hi), dim=2)
+        lp = torch.where(inside, lp, torch.full_like(lp, -torch.inf))
+    return lp.double().numpy() + space.log_jacobian(theta.reshape(-1, d)).reshape(B, m)

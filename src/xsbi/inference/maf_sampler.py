@@ -155,6 +155,25 @@ class _BatchedMADEInverse:
         return yt
 
 
+    def forward(self, yt: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Parameters -> base noise, both (D, R, n), and log|det| (R, n): the density direction,
+        one pass of the whole MADE (every output at once, the masks keep it autoregressive)."""
+        D, R, n = yt.shape
+        m = R * n
+        h = torch.matmul(self.w0, yt.reshape(D, m)).view(-1, R, n)
+        h.add_(self.b0[:, rows][:, :, None]).sigmoid_()
+        h = h.view(-1, m)
+        for w, bb in self.hidden:
+            h = torch.addmm(bb, w, h).sigmoid_()
+        if not hasattr(self, "_wf_all"):
+            self._wf_all = torch.cat(self.wf).contiguous()  # (2D, H): scale and shift rows per parameter
+            self._bf_all = torch.cat(self.bf).contiguous()
+        p = torch.addmm(self._bf_all, self._wf_all, h).view(D, 2, R, n)
+        scale = F.softplus(p[:, 0]) + self.eps
+        zt = yt * scale + p[:, 1]
+        return zt, torch.log(scale).sum(0)
+
+
 class BatchedMAFSampler:
     """Draws from an nflows MAF for a block of spectra (already preprocessed), ``(B, k)``.
 
@@ -204,6 +223,30 @@ class BatchedMAFSampler:
                 flat, _ = step.inverse(zt.reshape(D, -1).t(), context=None)
                 zt = flat.t().contiguous().view(D, R, n)
         return zt.permute(1, 2, 0)
+
+
+    @torch.no_grad()
+    def log_prob(self, phi: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """log q(phi | x) (R, n) of parameters ``phi`` (R, n, D) for the spectra ``rows``: the
+        same function as nflows' ``Flow.log_prob`` (not truncated to any prior)."""
+        import math
+
+        rows = torch.arange(self.n_rows) if rows is None else rows
+        R, n, D = phi.shape
+        per = max(1, self.columns // max(1, n))  # a few thousand draws at a time stay in cache
+        if R > per:
+            return torch.cat([self.log_prob(phi[r0: r0 + per], rows[r0: r0 + per]) for r0 in range(0, R, per)])
+        zt = phi.float().permute(2, 0, 1).contiguous()  # (D, R, n)
+        lad = torch.zeros(R, n)
+        for step in reversed(self._steps):  # _steps run noise -> parameters; the density goes back
+            if isinstance(step, _BatchedMADEInverse):
+                zt, l = step.forward(zt, rows)
+                lad += l
+            else:
+                flat, l = step.forward(zt.reshape(D, -1).t(), context=None)
+                zt = flat.t().contiguous().view(D, R, n)
+                lad += l.reshape(R, n) if l.numel() == R * n else l.reshape(-1)[0]
+        return lad - 0.5 * (zt * zt).sum(0) - 0.5 * D * math.log(2 * math.pi)
 
 
 class FastMAFSampler:
