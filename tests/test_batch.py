@@ -258,7 +258,7 @@ def test_worker_processes_give_the_rows_of_one_process_in_input_order(setup, tmp
         run_batch(s["network"], paths, None, n_samples=100, progress=False, workers=2, batch_size=3)
 
 
-def test_importance_reweighting_gives_the_mcmc_posterior(setup, tmp_path):
+def test_importance_reweighting_gives_the_mcmc_posterior(setup, tmp_path, capsys):
     """--importance: the small test network is off by up to a sigma on these spectra; its draws
     reweighted by the exact likelihood give emcee's quantiles."""
     from xsbi.inference.importance import weighted_quantiles
@@ -288,6 +288,12 @@ def test_importance_reweighting_gives_the_mcmc_posterior(setup, tmp_path):
             worst_raw = max(worst_raw, abs(raw.rows[i][5 + 3 * j] - med[j]) / sd[j])
     assert worst_raw > 2 * worst_is  # the reweighting did the work, not the rough network
     assert r.ok == 2 and r.columns == t.colnames
+    # the command line: --importance adds the column, --workers must be a positive count
+    assert main(["batch", str(rough), str(files[0]), "--out", str(tmp_path / "cli"), "--importance", "--workers",
+                 "1", "--samples", "500", "--quiet"]) == 0
+    assert Table.read(tmp_path / "cli.csv", format="ascii.csv").colnames[-1] == "is_efficiency"
+    assert main(["batch", str(rough), str(files[0]), "--out", str(tmp_path / "cli0"), "--workers", "0"]) == 2
+    assert "workers must be at least 1" in capsys.readouterr().err
     # weighted quantiles: equal weights give numpy's 'hazen' quantiles; zero weights drop out
     x, qs = np.random.default_rng(0).normal(size=(101, 2)), [0.16, 0.5, 0.84]
     np.testing.assert_allclose(weighted_quantiles(x, np.ones(101), qs), np.quantile(x, qs, axis=0, method="hazen"))
