@@ -7,7 +7,9 @@ posterior draws (each spectrum with its own exposure for a network conditioned o
 row holds per parameter the median and the 16% and 84% quantiles (as ``summary.json``), and the
 best fit among the draws (lowest C-stat; W-stat for a network trained with a background) with its
 C-stat against the value expected for the best-fit model (Kaastra 2017).  Spectra the network was
-not trained for, and files that cannot be read, get a ``skipped`` row that says why.
+not trained for, and files that cannot be read, get a ``skipped`` row that says why.  With
+``importance`` the draws are reweighted by the exact likelihood, as ``xsbi run`` does
+(:mod:`xsbi.inference.importance`), and the quantiles are the weighted ones.
 
 Throughput: spectra are processed in blocks whose posterior draws come from one batched pass of
 the flow (:mod:`xsbi.inference.maf_batch`) and whose models are folded in one batched call per

@@ -208,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=int, default=0, help="seed of the draws (default: %(default)s)")
     b.add_argument("--importance", action="store_true",
                    help="reweight each spectrum's draws by the exact likelihood (neural importance sampling, as "
-                   "`xsbi run` does): quantiles of the exact posterior, and a column is_efficiency; ~2x slower")
+                   "`xsbi run` does): quantiles of the exact posterior, and a column is_efficiency; about 2.3x "
+                   "the time per spectrum")
     b.add_argument("--workers", type=int, metavar="N", help="spectra processed in parallel by N worker processes "
                    "(threads where fork is unavailable), one core each; 1: one process on all of torch's threads "
                    "(default: torch's thread count, usually the physical cores)")
