@@ -338,6 +338,13 @@ def test_background_network_reads_backfile_and_picks_the_lowest_wstat(tmp_path):
     assert list(Table.read(tmp_path / "t.csv", format="ascii.csv")["status"]) == ["ok", "ok", "skipped"]
     assert r.reasons == {"background differs": 1} and r.response_loads == {"rmf": 1, "arf": 1, "background": 3}
     assert fits.getheader(tmp_path / "t.fits", "BATCH")["BESTFIT"] == "wstat"
+    # in memory: the source counts, alone or followed by the trained background, give the file's row
+    both = np.r_[spec.counts, spec.background_counts]
+    mem = run_batch_counts(post, [spec.counts, both, both + np.r_[np.zeros(spec.n_bins), np.ones(spec.n_bins)]],
+                           spec, n_samples=500)
+    assert [row[1] for row in mem.rows] == ["ok", "ok", "skipped"] and mem.reasons == {"background differs": 1}
+    from_file = run_batch(post, paths[:1], None, n_samples=500, progress=False).rows[0]
+    np.testing.assert_allclose(mem.rows[0][3:], from_file[3:], rtol=1e-4)  # W-stat moments by bootstrap
     # the best fit is the draw with the lowest W-stat, as in `xsbi run`
     engine = _Engine(post, 500, 0)
     items = [engine.item_from_spectrum(0, str(paths[0]), xsbi.load_spectrum(paths[0]))]

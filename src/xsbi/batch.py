@@ -288,19 +288,27 @@ class _Engine:
             item.reason, item.category = _not_trained(XsbiError(NOT_TRAINED + problem))
             return item
         x = np.asarray(counts)
-        n_in = self.n_bins * (2 if self.with_background else 1)
-        if x.shape != (n_in,):
-            item.reason, item.category = f"{x.size} numbers, network trained on {n_in}", "binning or band differs"
+        # a background network reads the source counts; its background spectrum is the set-up's
+        # (the one it was trained with), which may also follow the source counts
+        sizes = (self.n_bins, 2 * self.n_bins) if self.with_background else (self.n_bins,)
+        if x.ndim != 1 or x.size not in sizes:
+            item.reason = f"{x.size} numbers, network trained on {' or '.join(map(str, sizes))}"
+            item.category = "binning or band differs"
             return item
         xf = x.astype(np.float64)
         if not np.all(np.isfinite(xf)) or np.any(xf < 0) or np.any(xf != np.rint(xf)):
             item.reason, item.category = "counts must be non-negative integers", "invalid counts"
             return item
-        item.x = xf.astype(np.float32)
         item.counts = xf[: self.n_bins]
+        item.x = item.counts.astype(np.float32)
         item.total = int(item.counts.sum())
         if self.with_background:
-            item.background = xf[self.n_bins:]
+            trained = np.asarray(setup_spec.background_counts, dtype=np.float64)
+            if xf.size == 2 * self.n_bins and not np.array_equal(xf[self.n_bins:], trained):
+                item.reason, item.category = ("not trained for this spectrum: a different background spectrum "
+                                              "(the network was trained for the set-up's)"), "background differs"
+                return item
+            item.background = trained
             # the source region's share of the background grows with the source exposure
             ratio = np.asarray(setup_spec.background_ratio, dtype=np.float64) * (item.exposure / setup_spec.exposure)
             item.ratio = np.broadcast_to(ratio, item.counts.shape)
@@ -1011,10 +1019,12 @@ def run_batch_counts(network, counts, spectrum, out=None, n_samples: int = 1000,
                      exposures=None, importance: bool = False) -> BatchResult:
     """Apply a network to in-memory spectra: grouped counts in the network's bins.
 
-    ``counts`` is an iterable of ``(n_bins,)`` arrays (``2 n_bins`` for a network trained with a
-    background: source then background counts), all observed with ``spectrum``'s set-up (a
-    prepared Spectrum the network was trained for, e.g. the training spectrum: it gives the
-    response for the best fit and is checked once).  Rows are labelled ``labels[i]`` or ``#i``;
+    ``counts`` is an iterable of ``(n_bins,)`` source counts, all observed with ``spectrum``'s
+    set-up (a prepared Spectrum the network was trained for, e.g. the training spectrum: it gives
+    the response for the best fit, and is checked once).  A network trained with a background
+    was trained for ``spectrum``'s background spectrum, which the best fit's W-stat uses; an
+    array of ``2 n_bins`` (source then background counts) is accepted when its background is
+    that one, and skipped as "background differs" otherwise.  Rows are labelled ``labels[i]`` or ``#i``;
     ``exposures[i]`` (s) is spectrum i's exposure (default ``spectrum.exposure``): a network
     conditioned on exposure reads it, and a spectrum outside the trained exposures is skipped.
     Otherwise as :func:`run_batch`.
