@@ -294,6 +294,11 @@ def test_importance_reweighting_gives_the_mcmc_posterior(setup, tmp_path, capsys
     assert Table.read(tmp_path / "cli.csv", format="ascii.csv").colnames[-1] == "is_efficiency"
     assert main(["batch", str(rough), str(files[0]), "--out", str(tmp_path / "cli0"), "--workers", "0"]) == 2
     assert "workers must be at least 1" in capsys.readouterr().err
+    # no draw with a finite posterior density (here: a prior that is zero everywhere): a skipped row
+    post = AmortizedPosterior.load(rough)
+    post.space.prior.log_prob = lambda theta: np.full(np.shape(theta)[0], -np.inf)
+    bad = run_batch(post, files[:1], None, n_samples=200, progress=False, workers=1, importance=True)
+    assert bad.reasons == {"importance sampling failed": 1} and bad.rows[0][1] == "skipped"
     # weighted quantiles: equal weights give numpy's 'hazen' quantiles; zero weights drop out
     x, qs = np.random.default_rng(0).normal(size=(101, 2)), [0.16, 0.5, 0.84]
     np.testing.assert_allclose(weighted_quantiles(x, np.ones(101), qs), np.quantile(x, qs, axis=0, method="hazen"))

@@ -444,19 +444,25 @@ class _Engine:
             nll = np.empty(theta.shape[:2])
             fit = self.best_fit(ok, theta, nll)
             q, eff = self._reweighted_quantiles(ok, theta, nll, gaussians, valid)
+            for it, e in zip(ok, eff):
+                if e == 0.0:
+                    it.reason = ("importance sampling failed: no draw has a finite posterior density (the "
+                                 "network misses the posterior of this spectrum)")
+                    it.category = "importance sampling failed"
         elif ok:
             q = np.quantile(theta, QUANTILES, axis=1)  # (3, B, d)
             fit = self.best_fit(ok, theta)
-        rows, k = [], 0
+        column = {id(it): k for k, it in enumerate(ok)}  # the items' columns in q, fit and eff
+        rows = []
         nan3 = [math.nan] * (3 * len(self.names))
         tail = [math.nan] if self.importance else []
         for it in block:
             if it.reason is None:
+                k = column[id(it)]
                 stats = [float(q[s, k, j]) for j in range(len(self.names)) for s in (1, 0, 2)]
                 extra = [float(eff[k])] if self.importance else []
                 rows.append([it.label, "ok", "", it.total, it.exposure, *stats, *(float(v) for v in fit[:, k]),
                              *extra])
-                k += 1
             else:
                 rows.append([it.label, "skipped", it.reason, it.total, it.exposure, *nan3, *([math.nan] * 4),
                              *tail])
@@ -506,6 +512,9 @@ class _Engine:
             with np.errstate(invalid="ignore"):
                 log_w = -nll[i] + space.prior.log_prob(th) - log_q
             log_w = np.where(valid[i] & np.isfinite(log_w), log_w, -np.inf)
+            if not np.isfinite(log_w).any():  # no draw with a finite posterior density: nothing to weigh
+                q[:, i], eff[i] = np.nan, 0.0
+                continue
             w = np.exp(log_w - log_w.max())
             w /= w.sum()
             eff[i] = 1.0 / np.sum(w**2) / m
