@@ -242,10 +242,19 @@ def test_worker_processes_give_the_rows_of_one_process_in_input_order(setup, tmp
         assert r1[0] == r2["file"]
         if r1[1] == "ok":  # float32 kernels on one or two threads: rounding only
             np.testing.assert_allclose(r1[5:], [r2[c] for c in t.colnames[5:]], rtol=2e-4)
-    # in memory, the same through processes as through threads
+    # in memory, the same through processes as in one process
     x = list(s["counts"]) * 5
     mem = [run_batch_counts(s["posterior"], x, s["spec"], n_samples=300, workers=w, batch_size=4) for w in (1, 2)]
     np.testing.assert_allclose([r[5:] for r in mem[0].rows], [r[5:] for r in mem[1].rows], rtol=2e-4)
+    # where fork is unavailable (macOS, Windows): threads and a reader thread, the same rows
+    monkeypatch.setattr(batch, "_use_processes", lambda workers: False)
+    threads = run_batch(s["network"], paths, None, n_samples=400, progress=False, workers=2, batch_size=3)
+    assert [r[:2] for r in threads.rows] == [r[:2] for r in one.rows]
+    assert threads.response_loads == {"rmf": 1, "arf": 1}
+    for r1, r2 in zip(one.rows, threads.rows):
+        if r1[1] == "ok":
+            np.testing.assert_allclose(r1[5:], r2[5:], rtol=2e-4)
+    monkeypatch.undo()
 
     def broken(self, block):
         if block[0].index >= 6:
