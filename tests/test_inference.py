@@ -258,6 +258,20 @@ def test_fast_sampler_draws_the_same_distribution_as_sbi(setup, trained):
     np.testing.assert_allclose(fast.std(0), sd, rtol=0.04)
 
 
+def _untrained_flow():
+    """A MAF of 4 parameters on 7 inputs (33 hidden units, 3 transforms), weights perturbed off
+    their initialisation: other widths and depths than the trained test network."""
+    from xsbi.inference.npe import estimator_builder
+
+    torch.manual_seed(3)
+    net = estimator_builder(dict(density_estimator="maf", hidden_features=33, num_transforms=3))(
+        torch.randn(16, 4), torch.randn(16, 7)).net
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return net
+
+
 def test_fast_maf_inverse_equals_nflows_draw_for_draw(setup, trained):
     """The fused MADE inverse is the same function as nflows' on the same base-space noise."""
     from xsbi.inference.maf_sampler import FastMAFSampler, supports
@@ -274,14 +288,8 @@ def test_fast_maf_inverse_equals_nflows_draw_for_draw(setup, trained):
             fast = FastMAFSampler(net, x).inverse(z)
         np.testing.assert_allclose(fast.numpy(), ref.numpy(), rtol=1e-4, atol=1e-4 * float(ref.abs().max()))
     # a larger, untrained flow (other widths and depths, weights perturbed off their init)
-    from xsbi.inference.npe import estimator_builder
-
-    torch.manual_seed(3)
-    big = estimator_builder(dict(density_estimator="maf", hidden_features=33, num_transforms=3))(
-        torch.randn(16, 4), torch.randn(16, 7)).net
+    big = _untrained_flow()
     with torch.no_grad():
-        for p in big.parameters():
-            p.add_(0.1 * torch.randn_like(p))
         x = torch.randn(7)
         z = torch.randn(3000, 4)
         ref, _ = big._transform.inverse(z, context=big._embedding_net(x[None]).expand(len(z), -1))
@@ -294,7 +302,6 @@ def test_batched_maf_density_equals_nflows(setup, trained):
     and log_prob_many is AmortizedPosterior.log_prob per spectrum (-inf outside the prior)."""
     from xsbi.inference.maf_batch import log_prob_many
     from xsbi.inference.maf_sampler import BatchedMAFSampler
-    from xsbi.inference.npe import estimator_builder
 
     _, _, _, sim, counts = setup
     xc = np.stack([counts, sim.sample([[0.15, 2.2, 0.5]], seed=21)[0]])
@@ -305,12 +312,8 @@ def test_batched_maf_density_equals_nflows(setup, trained):
     for i in range(2):
         np.testing.assert_allclose(lp[i, 5:], trained.log_prob(theta[i, 5:], xc[i]), rtol=1e-5, atol=1e-4)
     # a larger, untrained flow (other widths and depths, weights perturbed), more draws than one chunk
-    torch.manual_seed(3)
-    big = estimator_builder(dict(density_estimator="maf", hidden_features=33, num_transforms=3))(
-        torch.randn(16, 4), torch.randn(16, 7)).net
+    big = _untrained_flow()
     with torch.no_grad():
-        for p in big.parameters():
-            p.add_(0.1 * torch.randn_like(p))
         x = torch.randn(3, 7)
         phi = torch.randn(3, 3000, 4)
         fast = BatchedMAFSampler(big, x).log_prob(phi)
