@@ -3,7 +3,8 @@
 Every spectrum is prepared as the network's training spectrum was (the grouping and band recorded
 in ``network.pt``, see :mod:`xsbi.data.preparation`), checked against the training set-up
 (bins, response, exposure or its trained range, background) and, when it fits, given ``n_samples``
-posterior draws (each spectrum with its own exposure for a network conditioned on exposure); its
+posterior draws (each spectrum with its own exposure for a network conditioned on exposure, and
+its own background level, measured from its background spectrum, for one conditioned on that); its
 row holds per parameter the median and the 16% and 84% quantiles (as ``summary.json``), and the
 best fit among the draws (lowest C-stat; W-stat for a network trained with a background) with its
 C-stat against the value expected for the best-fit model (Kaastra 2017).  Spectra the network was
@@ -137,6 +138,7 @@ class _Item:
     ratio: np.ndarray | None = None  # background scaling per bin
     total: int | None = None
     exposure: float | None = None
+    level: float | None = None  # background level (networks conditioned on it)
     setup: tuple | None = None  # key of the response set-up (simulator cache)
     spectrum: object = None
     reason: str | None = None
@@ -158,14 +160,16 @@ def _not_trained(exc: Exception) -> tuple[str, str]:
         parts.append(problem)
         if out_of_range:
             cats.append("exposure outside the trained range")
+        elif problem.startswith("background level") and "outside the range" in problem:
+            cats.append("background level outside the trained range")
+        elif "background" in problem:  # before "bins": a background's message may name its channels
+            cats.append("background differs")
         elif "bins" in problem or "grouping" in problem or "band" in problem:
             cats.append("binning or band differs")
         elif "response" in problem:
             cats.append("response differs")
         elif problem.startswith("exposure"):
             cats.append("exposure differs")
-        elif "background" in problem:
-            cats.append("background differs")
         else:
             cats.append(problem)
     return "not trained for this spectrum: " + "; ".join(parts), " and ".join(dict.fromkeys(cats))
@@ -229,6 +233,7 @@ class _Engine:
         self.names = list(posterior.names)
         self.with_background = bool(getattr(posterior, "background", None))
         self.exposure_conditioned = getattr(posterior, "exposure_range", None) is not None
+        self.level_conditioned = getattr(posterior, "background_level_range", None) is not None
         self.preparation = getattr(posterior, "preparation", None) or preparation_record(
             None, posterior.meta["spectrum"]["notice_ranges"])
         self.n_bins = int(posterior.meta["spectrum"]["n_bins"])
@@ -264,6 +269,9 @@ class _Engine:
         if self.with_background:
             item.background = np.asarray(spec.background_counts, dtype=np.float64)
             item.ratio = np.broadcast_to(np.asarray(spec.background_ratio, dtype=np.float64), item.counts.shape)
+        if self.level_conditioned:
+            # measured from the spectrum's own background, which check_compatible accepted
+            item.level = self.posterior.spectrum_background_level(spec)
         item.setup = _setup_key(spec, spectrum_identity(spec))
         item.spectrum = spec
         return item
@@ -304,18 +312,32 @@ class _Engine:
         item.total = int(item.counts.sum())
         if self.with_background:
             trained = np.asarray(setup_spec.background_counts, dtype=np.float64)
-            if xf.size == 2 * self.n_bins and not np.array_equal(xf[self.n_bins:], trained):
-                item.reason, item.category = ("not trained for this spectrum: a different background spectrum "
-                                              "(the network was trained for the set-up's)"), "background differs"
-                return item
-            item.background = trained
             # the source region's share of the background grows with the source exposure
             ratio = np.asarray(setup_spec.background_ratio, dtype=np.float64) * (item.exposure / setup_spec.exposure)
             item.ratio = np.broadcast_to(ratio, item.counts.shape)
+            appended = xf[self.n_bins:] if xf.size == 2 * self.n_bins else None
+            if self.level_conditioned:
+                # any background of the trained shape at a trained level, measured with the set-up's scaling
+                item.background = trained if appended is None else appended
+                item.level, problems = self.posterior.background_level_problems(item.background, item.ratio,
+                                                                                item.exposure)
+                if problems:
+                    item.reason, item.category = _not_trained(XsbiError(NOT_TRAINED + "; ".join(problems)))
+                    return item
+            elif appended is not None and not np.array_equal(appended, trained):
+                item.reason, item.category = ("not trained for this spectrum: a different background spectrum "
+                                              "(the network was trained for the set-up's)"), "background differs"
+                return item
+            else:
+                item.background = trained
         item.setup, item.spectrum = setup, setup_spec
         return item
 
     # --- inference ------------------------------------------------------------------------------
+    def _levels(self, items) -> list[float] | None:
+        """Each item's background level, for a network conditioned on it."""
+        return [it.level for it in items] if self.level_conditioned else None
+
     def _seed(self, index: int) -> int:
         return int(np.random.SeedSequence([self.seed, int(index)]).generate_state(1)[0])
 
@@ -429,7 +451,7 @@ class _Engine:
             exposure = [it.exposure for it in ok] if self.exposure_conditioned else None
             theta, failed = sample_many(self.posterior, np.stack([it.x for it in ok]), self.n,
                                         seeds=[self._seed(it.index) for it in ok], return_failed=True,
-                                        exposure=exposure)
+                                        exposure=exposure, background_level=self._levels(ok))
             if failed.any():
                 for it in (it for it, f in zip(ok, failed) if f):
                     it.reason = ("the network puts almost no probability inside the prior for this spectrum "
@@ -504,7 +526,8 @@ class _Engine:
         eff = np.empty(B)
         frac_g = (m - n) / m
         exposure = [it.exposure for it in items] if self.exposure_conditioned else None
-        log_nets = log_prob_many(post, np.stack([it.x for it in items]), theta, exposure=exposure)
+        log_nets = log_prob_many(post, np.stack([it.x for it in items]), theta, exposure=exposure,
+                                 background_level=self._levels(items))
         for i, it in enumerate(items):
             th, log_net = theta[i], log_nets[i]
             log_g = gaussians[i].logpdf(space.to_phi(th)) + space.log_jacobian(th)
@@ -1033,7 +1056,9 @@ def run_batch_counts(network, counts, spectrum, out=None, n_samples: int = 1000,
     the response for the best fit, and is checked once).  A network trained with a background
     was trained for ``spectrum``'s background spectrum, which the best fit's W-stat uses; an
     array of ``2 n_bins`` (source then background counts) is accepted when its background is
-    that one, and skipped as "background differs" otherwise.  Rows are labelled ``labels[i]`` or ``#i``;
+    that one, and skipped as "background differs" otherwise; for a network conditioned on the
+    background level the appended background may be any of the trained shape at a level in the
+    trained range (measured with ``spectrum``'s background scaling).  Rows are labelled ``labels[i]`` or ``#i``;
     ``exposures[i]`` (s) is spectrum i's exposure (default ``spectrum.exposure``): a network
     conditioned on exposure reads it, and a spectrum outside the trained exposures is skipped.
     Otherwise as :func:`run_batch`.

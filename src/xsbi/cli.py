@@ -193,8 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
         "batch",
         help="apply a saved network (network.pt) to many PHA files: one table row per spectrum",
         description="Amortized inference over many spectra: each PHA file is grouped and noticed as the network's "
-        "training spectrum was, checked against the training set-up (bins, response, background, and exposure: "
-        "the training one, or any in the range of a network trained with inference.exposure) and "
+        "training spectrum was, checked against the training set-up (bins, response, exposure: the training one, "
+        "or any in the range of a network trained with inference.exposure; background: the training one, or "
+        "one of its shape at any level in the range of a network trained with inference.background_level) and "
         "given posterior draws; its row holds per parameter the median and 16%/84% quantiles, and the best "
         "fit among the draws with its C-stat against the expected value (Kaastra 2017).  Spectra the network "
         "was not trained for, and unreadable files, get a 'skipped' row with the reason.  Writes TABLE.csv "

@@ -223,6 +223,8 @@ class InferenceConfig:
     test_spectra: int = 500
     device: str = "cpu"
     exposure: tuple[float, float] | None = None  # npe: [tmin, tmax] s, condition the network on exposure
+    # npe with a background: [lmin, lmax] factors on the observed background, condition the network on its level
+    background_level: tuple[float, float] | None = None
     mcmc: MCMCConfig = field(default_factory=MCMCConfig)
     nested: NestedConfig = field(default_factory=NestedConfig)
     fit: FitConfig = field(default_factory=FitConfig)
@@ -517,6 +519,17 @@ def _exposure(v, loc, p):
     return tuple(vals)
 
 
+def _background_level(v, loc, p):
+    if v is None:
+        return None
+    vals = [_num(x) for x in v] if isinstance(v, (list, tuple)) and len(v) == 2 else None
+    if vals is None or None in vals or not all(math.isfinite(x) for x in vals) or not 0 < vals[0] <= vals[1]:
+        p.add(loc, f"must be null or [lmin, lmax] factors on the observed background with 0 < lmin <= lmax, "
+                   f"got {_show(v)}")
+        return _BAD
+    return tuple(vals)
+
+
 def _data(raw, p, base_for):
     if raw is None:
         p.add("data", "required section missing: give at least data.spectrum (the PHA file)")
@@ -765,6 +778,7 @@ _INFERENCE = {
     "importance_sampling": _bool,
     "device": _device,
     "exposure": _exposure,
+    "background_level": _background_level,
     "mcmc": _sub(MCMCConfig, {"walkers": _int(2), "steps": _int(1, allow_none=True)}),
     "nested": _sub(NestedConfig, {"live_points": _int(2), "dlogz": _real(0), "frac_remain": _real(0, 1, hi_open=True),
                                   "max_ncalls": _int(1, allow_none=True)}),
@@ -958,6 +972,17 @@ def load_config(path_or_dict, base_dir=None, overrides=None) -> RunConfig:
     if inference.exposure is not None and inference.method == "snpe":
         p.add("inference.exposure", "applies to inference.method npe only (multi-round NPE is trained for one "
                                     "observation); remove it or use method npe")
+
+    if inference.background_level is not None:
+        if inference.method != "npe":
+            p.add("inference.background_level", f"applies to inference.method npe only, not {inference.method}; "
+                                                "remove it or use method npe")
+        elif not inference.background_level[0] <= 1.0 <= inference.background_level[1]:
+            # levels are factors on the observation's background, which the run's posterior reads
+            p.add("inference.background_level", f"[{inference.background_level[0]:g}, "
+                  f"{inference.background_level[1]:g}] must contain 1, the observation's own background")
+        if data is not None and getattr(data, "background", None) is False:
+            p.add("inference.background_level", "needs a background spectrum, and data.background is false")
 
     if len(p):
         raise ConfigError(p.items, source, lines)

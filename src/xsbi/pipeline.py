@@ -141,6 +141,12 @@ def run_analysis(config, out, method: str | None = None, progress: bool = True, 
             background = PoissonBackground(spec)
             sim_obs = SourceAndBackground(sim, background)
             summary["background_model"] = background.record()
+        level_range = inf.background_level if inf.method == "npe" else None
+        if level_range is not None and background is None:
+            from .config import ConfigError
+
+            raise ConfigError([("inference.background_level", "needs a background spectrum: the observation has "
+                                "none (set data.background or BACKFILE)")])
         x_obs = np.asarray(spec.counts, dtype=np.float64)
         with timer("restriction"):
             restricted = _restrict(cfg, spec, model, prior, sim_obs, space, progress, x_obs, background)
@@ -167,26 +173,32 @@ def run_analysis(config, out, method: str | None = None, progress: bool = True, 
         if inf.method == "npe":
             from .inference.npe import NPE
 
-            t_train = None
+            t_train = t_all = l_train = l_all = None
             with timer("simulate"):
                 theta = restricted.sample(inf.simulations + inf.test_spectra, seed=cfg.seed + 4)
-                if exposure_range is None:
-                    x = sim_obs.sample(theta, seed=cfg.seed + 5)
-                else:
+                # each training spectrum its own exposure and background level; the test spectra
+                # keep the observation's (level 1), those `xsbi validate` reads them at
+                if exposure_range is not None:
                     from .simulate import sample_exposures
 
-                    # each training spectrum its own exposure; the test spectra keep the
-                    # observation's, the exposure `xsbi validate` reads them at
                     t_train = sample_exposures(inf.simulations, *exposure_range, seed=cfg.seed + 12)
                     t_all = np.concatenate([t_train, np.full(inf.test_spectra, float(spec.exposure))])
-                    x = sim_obs.sample(theta, seed=cfg.seed + 5, exposure=t_all)
+                if level_range is not None:
+                    from .simulate import sample_background_levels
+
+                    l_train = sample_background_levels(inf.simulations, *level_range, seed=cfg.seed + 13)
+                    l_all = np.concatenate([l_train, np.ones(inf.test_spectra)])
+                # only SourceAndBackground takes levels (a background-free Simulator has none)
+                levels = {} if l_all is None else {"background_level": l_all}
+                x = sim_obs.sample(theta, seed=cfg.seed + 5, exposure=t_all, **levels)
             theta_test, x_test = theta[inf.simulations:], x[inf.simulations:]
             if len(theta_test):
                 write_test_set(out / "test_set.fits", theta_test, x_test, list(prior.names), spec,
                                {"run": cfg.seed, "theta": cfg.seed + 4, "counts": cfg.seed + 5}, restricted.method)
             with timer("train"):
-                posterior = NPE(model, prior, spec, exposure_range=exposure_range, **npe_kwargs).append_simulations(
-                    theta[: inf.simulations], x[: inf.simulations], exposure=t_train).train(
+                posterior = NPE(model, prior, spec, exposure_range=exposure_range, background_level=level_range,
+                                **npe_kwargs).append_simulations(
+                    theta[: inf.simulations], x[: inf.simulations], exposure=t_train, background_level=l_train).train(
                     seed=cfg.seed + 6, progress=progress, **train_kwargs)
             posterior.meta["preparation"] = preparation_record(cfg.data.group, cfg.data.energy)
             posterior.save(out / "network.pt")
@@ -202,6 +214,10 @@ def run_analysis(config, out, method: str | None = None, progress: bool = True, 
         summary["training"] = posterior.meta["training"]
         if posterior.meta.get("exposure"):
             summary["exposure_conditioning"] = {**posterior.meta["exposure"], "seed": cfg.seed + 12}
+        if posterior.meta.get("background_level"):
+            # the range and the feature's standardisation; the training background is in background_model
+            level = {k: v for k, v in posterior.meta["background_level"].items() if k not in ("counts", "ratio")}
+            summary["background_level_conditioning"] = {**level, "seed": cfg.seed + 13}
         with timer("sample"):
             # the observation's own exposure, which an exposure-conditioned network reads; the
             # importance weights and the best fit use its likelihood (PoissonLikelihood(spec))

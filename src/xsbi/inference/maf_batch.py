@@ -65,7 +65,8 @@ def _member_phi(net, x: torch.Tensor, m: int, lo: torch.Tensor, hi: torch.Tensor
     raise XsbiError("the network puts almost no probability inside the prior; retrain it")
 
 
-def sample_many(posterior, counts, n: int, seeds=None, return_failed: bool = False, exposure=None):
+def sample_many(posterior, counts, n: int, seeds=None, return_failed: bool = False, exposure=None,
+                background_level=None):
     """(B, n, d) physical posterior draws for B spectra's grouped counts ``(B, n_bins)``.
 
     Same distribution as ``posterior.sample(counts[i], n)`` for each i (an equal-weight mixture
@@ -75,9 +76,10 @@ def sample_many(posterior, counts, n: int, seeds=None, return_failed: bool = Fal
     With ``return_failed``, also the (B,) mask of spectra for which the network puts almost no
     probability inside the prior (their draws are NaN) instead of raising XsbiError.
     ``exposure`` (s, one or one per spectrum) for a network conditioned on exposure; default the
-    training spectrum's.
+    training spectrum's.  ``background_level`` (one or one per spectrum) for a network conditioned
+    on the background level; default 1, the training background.
     """
-    x = posterior._x(counts, exposure)
+    x = posterior._x(counts, exposure, background_level)
     B, n = x.shape[0], int(n)
     gens = None if seeds is None else [torch.Generator().manual_seed(int(s)) for s in seeds]
     nets = [getattr(e, "net", None) for e in posterior.estimators]
@@ -117,20 +119,23 @@ def sample_many(posterior, counts, n: int, seeds=None, return_failed: bool = Fal
     return (theta, failed) if return_failed else theta
 
 
-def log_prob_many(posterior, counts, theta, exposure=None) -> np.ndarray:
+def log_prob_many(posterior, counts, theta, exposure=None, background_level=None) -> np.ndarray:
     """(B, m) log q(theta | x) in physical parameters, for B spectra's counts ``(B, n_bins)`` and
     their parameters ``theta`` (B, m, d): ``posterior.log_prob(theta[i], counts[i])`` for every
     i (the network's density times the Jacobian, -inf outside the prior box, an equal-weight
-    mixture for an ensemble), from one batched pass of the flow where it is a MAF."""
+    mixture for an ensemble), from one batched pass of the flow where it is a MAF.  ``exposure``
+    and ``background_level`` as in :func:`sample_many`."""
     theta = np.asarray(theta, dtype=np.float64)
     B, m, d = theta.shape
     space = posterior.space
     nets = [getattr(e, "net", None) for e in posterior.estimators]
     if not all(net is not None and supports_batched(net) for net in nets):
         t = None if exposure is None else np.broadcast_to(np.asarray(exposure, dtype=np.float64), (B,))
+        lv = None if background_level is None else np.broadcast_to(np.asarray(background_level, dtype=np.float64), (B,))
         return np.stack([posterior.log_prob(theta[i], np.asarray(counts)[i],
-                                            exposure=None if t is None else float(t[i])) for i in range(B)])
-    x = posterior._x(counts, exposure)
+                                            exposure=None if t is None else float(t[i]),
+                                            background_level=None if lv is None else float(lv[i])) for i in range(B)])
+    x = posterior._x(counts, exposure, background_level)
     phi = torch.as_tensor(space.to_phi(theta.reshape(-1, d)).reshape(B, m, d), dtype=torch.float32)
     lo, hi = (torch.as_tensor(b, dtype=torch.float32) for b in space.bounds_phi())
     with torch.no_grad():

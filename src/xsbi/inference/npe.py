@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import XsbiError
-from .posterior import AmortizedPosterior, exposure_feature, make_meta
+from .posterior import AmortizedPosterior, background_level_feature, exposure_feature, make_meta
 from .preprocess import Preprocessor
 from .space import ParameterSpace
 
@@ -39,7 +39,8 @@ def estimator_builder(build: dict):
 
 def build_estimator(build: dict, space: ParameterSpace, pre: Preprocessor, n_bins: int, extra_features: int = 0):
     """An untrained estimator of the right shape (its z-scoring buffers come with a state_dict).
-    ``extra_features``: inputs appended to the preprocessed counts (the exposure feature)."""
+    ``extra_features``: inputs appended to the preprocessed counts (the exposure and background
+    level features)."""
     g = torch.Generator().manual_seed(0)
     k = (pre.n_features or n_bins) + int(extra_features)
     return estimator_builder(build)(torch.randn(16, space.dim, generator=g), torch.randn(16, k, generator=g))
@@ -83,6 +84,42 @@ def check_exposure_range(exposure_range) -> tuple[float, float] | None:
     return lo, hi
 
 
+def check_background_level_range(level_range, background) -> tuple[float, float] | None:
+    """``(lmin, lmax)`` factors on the training background with ``0 < lmin <= lmax``, or None;
+    only meaningful with a background."""
+    if level_range is None:
+        return None
+    if background is None:
+        raise XsbiError("background_level needs a background: pass background=PoissonBackground(spectrum) "
+                        "and simulate with SourceAndBackground")
+    try:
+        lo, hi = (float(v) for v in level_range)
+    except (TypeError, ValueError):
+        raise XsbiError(f"background_level must be (lmin, lmax) factors, got {level_range!r}") from None
+    if not (np.isfinite(lo) and np.isfinite(hi) and 0 < lo <= hi):
+        raise XsbiError(f"background_level must be (lmin, lmax) factors with 0 < lmin <= lmax, got ({lo:g}, {hi:g})")
+    if not float(np.sum(background.counts)) > 0:
+        # a level is measured relative to the training background's counts
+        raise XsbiError("background_level needs a training background spectrum with counts")
+    return lo, hi
+
+
+def _feature_meta(log_values: np.ndarray, value_range, feature: str) -> dict:
+    std = float(log_values.std())
+    # a range of one value gives a constant feature: any scale keeps it at 0
+    return {"range": list(value_range), "feature": feature, "mean": float(log_values.mean()),
+            "std": std if std > 0 else 1.0}
+
+
+def _in_range(values, value_range, what: str, unit: str = "") -> np.ndarray:
+    """``values``, checked to lie in ``value_range`` (``what``: e.g. "exposures must lie in exposure_range")."""
+    lo, hi = value_range
+    if not np.all(np.isfinite(values)) or np.any(values < lo * (1 - 1e-9)) or np.any(values > hi * (1 + 1e-9)):
+        raise XsbiError(f"simulation {what} [{lo:g}, {hi:g}]{unit}, got "
+                        f"[{np.nanmin(values):g}, {np.nanmax(values):g}]")
+    return values
+
+
 class NPE:
     """Single-round (amortized) NPE on simulations from a (restricted) prior.
 
@@ -110,11 +147,19 @@ class NPE:
         standardised, after the preprocessed counts.  One network then serves spectra of any
         exposure in the range (docs/exposure.md).  Without it the network is for
         ``spectrum.exposure`` only.
+    background_level : (lmin, lmax), optional
+        With a ``background``: condition the network on the background level, a factor on the
+        training background (``append_simulations(theta, x, background_level=...)``, e.g. from
+        :func:`xsbi.simulate.sample_background_levels`, simulated with
+        ``SourceAndBackground.sample(..., background_level=...)``).  The network reads
+        ``log10(level)``, standardised, after the counts (and the exposure); it then serves
+        spectra whose background has the training background's shape at any level in the range
+        (docs/exposure.md).  Without it the network is for the training background spectrum only.
     """
 
     def __init__(self, model, prior, spectrum, density_estimator="maf", hidden_features=50, num_transforms=5,
                  preprocessing="anscombe", pca=None, device="cpu", ensemble: int = 1, background=None,
-                 exposure_range=None):
+                 exposure_range=None, background_level=None):
         self.model = model
         self.prior = prior
         self.spectrum = spectrum
@@ -129,13 +174,16 @@ class NPE:
         self.ensemble = int(ensemble)
         self.background = background
         self.exposure_range = check_exposure_range(exposure_range)
+        self.background_level = check_background_level_range(background_level, background)
         self._theta: list[np.ndarray] = []
         self._x: list[np.ndarray] = []
         self._exposure: list[np.ndarray] = []
+        self._level: list[np.ndarray] = []
 
-    def append_simulations(self, theta, x, exposure=None) -> "NPE":
+    def append_simulations(self, theta, x, exposure=None, background_level=None) -> "NPE":
         """Add simulations; ``exposure`` (s, one per spectrum) is required with an
-        ``exposure_range`` and must then lie inside it."""
+        ``exposure_range`` and must then lie inside it; ``background_level`` (one per spectrum)
+        likewise with a ``background_level`` range."""
         theta = np.atleast_2d(np.asarray(theta, dtype=np.float64))
         x = np.atleast_2d(np.asarray(x, dtype=np.float32))
         if theta.shape[0] != x.shape[0] or theta.shape[1] != self.space.dim or x.shape[1] != self.spectrum.n_bins:
@@ -152,14 +200,28 @@ class NPE:
                 raise XsbiError("this NPE is conditioned on exposure (exposure_range): give each simulation's "
                                 "exposure, append_simulations(theta, x, exposure=...)")
             exposure = np.broadcast_to(np.asarray(exposure, dtype=np.float64), (x.shape[0],)).copy()
-            lo, hi = self.exposure_range
-            if not np.all(np.isfinite(exposure)) or np.any(exposure < lo * (1 - 1e-9)) or np.any(exposure > hi * (1 + 1e-9)):
-                raise XsbiError(f"simulation exposures must lie in exposure_range [{lo:g}, {hi:g}] s, got "
-                                f"[{np.nanmin(exposure):g}, {np.nanmax(exposure):g}]")
-            self._exposure.append(exposure)
+            self._exposure.append(_in_range(exposure, self.exposure_range, "exposures must lie in exposure_range", " s"))
+        level = self._check_levels(background_level, x.shape[0])
+        if level is not None:
+            self._level.append(level)
         self._theta.append(theta)
         self._x.append(x)
         return self
+
+    def _check_levels(self, background_level, n: int) -> np.ndarray | None:
+        if self.background_level is None:
+            if background_level is not None:
+                raise XsbiError("background levels given for a network that is not conditioned on the background "
+                                "level: pass background_level=(lmin, lmax) to NPE")
+            return None
+        if background_level is None:
+            raise XsbiError("this NPE is conditioned on the background level (background_level): give each "
+                            "simulation's level, append_simulations(theta, x, background_level=...)")
+        try:
+            level = np.broadcast_to(np.asarray(background_level, dtype=np.float64), (n,)).copy()
+        except ValueError:
+            raise XsbiError(f"background_level must be one number or one per simulation ({n})") from None
+        return _in_range(level, self.background_level, "background levels must lie in background_level")
 
     def train(self, training_batch_size=200, learning_rate=5e-4, stop_after_epochs=20, max_epochs=None, seed=0,
               progress=True) -> AmortizedPosterior:
@@ -173,14 +235,19 @@ class NPE:
         self.preprocessor.fit(x)
         t0 = time.perf_counter()
         phi, xp = _to_phi_tensor(self.space, theta), self.preprocessor(x)
-        exposure_meta = None
+        exposure_meta = level_meta = None
         if self.exposure_range is not None:
             log_t = np.log10(np.concatenate(self._exposure))
-            std = float(log_t.std())
-            # a range of one exposure gives a constant feature: any scale keeps it at 0
-            exposure_meta = {"range": list(self.exposure_range), "feature": "log10(exposure / s), standardised",
-                             "mean": float(log_t.mean()), "std": std if std > 0 else 1.0}
+            exposure_meta = _feature_meta(log_t, self.exposure_range, "log10(exposure / s), standardised")
             xp = torch.cat([xp, exposure_feature(log_t, exposure_meta)[:, None]], dim=1)
+        if self.background_level is not None:
+            # after the exposure feature: AmortizedPosterior._x appends them in this order
+            log_l = np.log10(np.concatenate(self._level))
+            level_meta = _feature_meta(log_l, self.background_level, "log10(background level), standardised")
+            # the training background, per bin: a spectrum's level and shape are measured against it
+            level_meta["counts"] = self.background.counts.tolist()
+            level_meta["ratio"] = self.background.ratio.tolist()
+            xp = torch.cat([xp, background_level_feature(log_l, level_meta)[:, None]], dim=1)
         estimators, epochs, losses = [], [], []
         for k in range(self.ensemble):
             torch.manual_seed(seed + 1000 * k)
@@ -212,4 +279,6 @@ class NPE:
         meta["background"] = self.background.record() if self.background is not None else None
         if exposure_meta is not None:
             meta["exposure"] = exposure_meta
+        if level_meta is not None:
+            meta["background_level"] = level_meta
         return AmortizedPosterior(estimators, self.space, self.preprocessor, meta, self.build)

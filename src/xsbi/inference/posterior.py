@@ -42,6 +42,38 @@ def exposure_feature(log10_exposure, meta: dict) -> torch.Tensor:
 #: rounded values) must not fall out of a range they were meant to sit on the edge of
 EXPOSURE_RTOL = 1e-6
 
+#: a background spectrum whose shape differs from the training background's with a p-value below
+#: this is refused by a network conditioned on the background level
+BACKGROUND_SHAPE_PVALUE = 1e-3
+
+
+def background_level_feature(log10_level, meta: dict) -> torch.Tensor:
+    """The network input of background-level-conditioned NPE: log10(level) standardised with the
+    training set's mean and standard deviation (``meta`` is ``posterior.meta["background_level"]``)."""
+    return exposure_feature(log10_level, meta)
+
+
+def background_shape_pvalue(counts, reference, scale) -> float:
+    """p-value of the likelihood-ratio test that the background counts ``counts`` (``B_i``) and
+    ``reference`` (``R_i``) come from Poisson rates in a known proportion per bin,
+    ``E[B_i] = scale_i E[R_i]``, against free rates in every bin.
+
+    Each bin's reference rate is profiled out; the statistic ``G`` is compared with a chi-square
+    of (bins with counts) - 1 degrees of freedom, one for the level estimated from the totals.
+    The chi-square law is asymptotic: with a few counts per bin the p-value is approximate.
+    """
+    from scipy.special import xlogy
+    from scipy.stats import chi2
+
+    counts, reference = np.asarray(counts, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+    scale = np.broadcast_to(np.asarray(scale, dtype=np.float64), counts.shape)
+    n = counts + reference
+    rate = n / (1.0 + scale)  # the reference rates' maximum-likelihood values under the proportion
+    g = 2.0 * float(np.sum(xlogy(counts, counts) - xlogy(counts, scale * rate)
+                           + xlogy(reference, reference) - xlogy(reference, rate)))
+    dof = int(np.count_nonzero(n)) - 1
+    return float(chi2.sf(g, dof)) if dof >= 1 else 1.0
+
 
 class AmortizedPosterior:
     """q(theta | x) from NPE, usable for any spectrum with the training set-up.
@@ -140,7 +172,9 @@ class AmortizedPosterior:
     def check_compatible(self, spectrum, exposure_rtol: float = EXPOSURE_RTOL) -> None:
         """Raise DataError naming every difference between this spectrum and the training set-up.
 
-        A network conditioned on exposure accepts any exposure inside its trained range."""
+        A network conditioned on exposure accepts any exposure inside its trained range; one
+        conditioned on the background level, a background spectrum of the training one's shape at
+        any level inside its range (:meth:`background_level_problems`)."""
         ident = spectrum_identity(spectrum)
         trained = self.meta["spectrum"]
         problems = []
@@ -165,12 +199,102 @@ class AmortizedPosterior:
         """The background the network was trained with (``PoissonBackground.record()``), or None."""
         return self.meta.get("background")
 
+    # --- background level -----------------------------------------------------------------------
+    @property
+    def background_level_range(self) -> tuple[float, float] | None:
+        """(lmin, lmax), factors on the training background, for a network conditioned on the
+        background level, else None."""
+        b = self.meta.get("background_level")
+        return (float(b["range"][0]), float(b["range"][1])) if b else None
+
+    def _trained_ratio(self, exposure: float) -> np.ndarray:
+        """The training background's scaling to the source region, per bin, at this source
+        exposure (the source region's share grows with it under exposure conditioning)."""
+        ratio = np.asarray(self.meta["background_level"]["ratio"], dtype=np.float64)
+        if self.exposure_range is not None:
+            ratio = ratio * (float(exposure) / self.reference_exposure)
+        return ratio
+
+    def measure_background_level(self, counts, ratio, exposure: float) -> float:
+        """The level of a background spectrum (grouped counts ``B``, per-bin scaling ``r`` to the
+        source region) relative to the training one: ``sum(r B) / sum(r_train B_train)``, the
+        background counts expected in the source region (at the source ``exposure``, s)."""
+        counts = np.asarray(counts, dtype=np.float64)
+        ratio = np.broadcast_to(np.asarray(ratio, dtype=np.float64), counts.shape)
+        trained = np.asarray(self.meta["background_level"]["counts"], dtype=np.float64)
+        return float(np.sum(ratio * counts) / np.sum(self._trained_ratio(exposure) * trained))
+
+    def background_level_problems(self, counts, ratio, exposure: float,
+                                  rtol: float = EXPOSURE_RTOL) -> tuple[float | None, list[str]]:
+        """(level, problems) of a background spectrum for a network conditioned on the background
+        level: its level must lie in the trained range and its shape must be the training
+        background's (:func:`background_shape_pvalue`), because the network marginalises the
+        background with that shape scaled by the level."""
+        b = self.meta["background_level"]
+        counts = np.asarray(counts, dtype=np.float64)
+        if counts.shape != (len(b["counts"]),):
+            return None, [f"a background spectrum of {counts.size} channels after grouping, the network's has "
+                          f"{len(b['counts'])}"]
+        if not np.all(np.isfinite(counts)) or np.any(counts < 0):
+            return None, ["background counts must be finite and non-negative"]
+        ratio = np.broadcast_to(np.asarray(ratio, dtype=np.float64), counts.shape)
+        level = self.measure_background_level(counts, ratio, exposure)
+        problems = []
+        lo, hi = self.background_level_range
+        if not (math.isfinite(level) and lo * (1 - rtol) <= level <= hi * (1 + rtol)):
+            problems.append(f"background level {level:.4g} is outside the range {lo:g}-{hi:g} the network was "
+                            "trained for: retrain with inference.background_level covering it")
+        if math.isfinite(level) and level > 0:
+            # E[B_new_i] r_new_i = level r_train_i E[B_train_i] (at this exposure)
+            scale = level * self._trained_ratio(exposure) / ratio
+            p = background_shape_pvalue(counts, b["counts"], scale)
+            if p < BACKGROUND_SHAPE_PVALUE:
+                problems.append(
+                    f"a background spectrum of a different shape (likelihood-ratio test against the training "
+                    f"background scaled by {level:.4g}: p = {p:.2g} < {BACKGROUND_SHAPE_PVALUE:g}); the network "
+                    "marginalises the background with the training background's shape")
+        return level, problems
+
+    def spectrum_background_level(self, spectrum) -> float:
+        """The background level of a spectrum, measured from its background spectrum
+        (:meth:`measure_background_level`)."""
+        if getattr(spectrum, "background_counts", None) is None:
+            raise DataError("the network was trained with a background spectrum and this spectrum has none")
+        return self.measure_background_level(spectrum.background_counts, spectrum.background_ratio,
+                                             float(spectrum.exposure))
+
+    def _levels(self, background_level, m: int) -> np.ndarray | None:
+        """(m,) background levels, checked, or None for a network not conditioned on them
+        (None means level 1, the training background)."""
+        if self.background_level_range is None:
+            if background_level is not None:
+                raise DataError("background_level given for a network not conditioned on the background level "
+                                "(inference.background_level trains one)")
+            return None
+        if background_level is None:
+            return np.ones(m)
+        lv = np.asarray(background_level, dtype=np.float64)
+        if lv.ndim == 0:
+            lv = np.full(m, float(lv))
+        if lv.shape != (m,):
+            raise DataError(f"background_level must be one number or one per spectrum ({m}), got shape {lv.shape}")
+        lo, hi = self.background_level_range
+        bad = ~(np.isfinite(lv) & (lv >= lo * (1 - EXPOSURE_RTOL)) & (lv <= hi * (1 + EXPOSURE_RTOL)))
+        if bad.any():
+            raise DataError(f"this network was not trained for this spectrum: background level {lv[bad][0]:.4g} is "
+                            f"outside the range {lo:g}-{hi:g} the network was trained for: retrain with "
+                            "inference.background_level covering it")
+        return lv
+
     def _background_problems(self, spectrum) -> list[str]:
         has = getattr(spectrum, "background_counts", None) is not None
         if not self.background:
             return []  # a background-free network ignores a background, as the paper did
         if not has:
             return ["the network was trained with a background spectrum and this spectrum has none"]
+        if self.background_level_range is not None:
+            return self.background_level_problems(spectrum.background_counts, spectrum.background_ratio,
+                                                  float(spectrum.exposure))[1]
         from ..simulate.background import PoissonBackground
 
         mine = PoissonBackground(spectrum).identity()
@@ -192,14 +316,22 @@ class AmortizedPosterior:
         return np.asarray(spectrum.counts, dtype=np.float64)
 
     # --- inference ------------------------------------------------------------------------------
-    def _x(self, counts, exposure=None) -> torch.Tensor:
-        """Network inputs (M, k) for counts (or a Spectrum, which brings its own exposure);
-        ``exposure`` in seconds, one or one per spectrum (default: the reference exposure)."""
+    def _x(self, counts, exposure=None, background_level=None) -> torch.Tensor:
+        """Network inputs (M, k) for counts (or a Spectrum, which brings its own exposure and
+        background level); ``exposure`` in seconds, one or one per spectrum (default: the
+        reference exposure); ``background_level`` likewise (default 1, the training background)."""
         if hasattr(counts, "counts"):
-            if exposure is not None and abs(float(exposure) - float(counts.exposure)) > EXPOSURE_RTOL * float(counts.exposure):
-                raise DataError(f"exposure={float(exposure):g} s given for a spectrum of {float(counts.exposure):g} s")
-            exposure = float(counts.exposure)
-            counts = self.observation(counts)
+            spectrum = counts
+            if exposure is not None and abs(float(exposure) - float(spectrum.exposure)) > EXPOSURE_RTOL * float(spectrum.exposure):
+                raise DataError(f"exposure={float(exposure):g} s given for a spectrum of {float(spectrum.exposure):g} s")
+            exposure = float(spectrum.exposure)
+            counts = self.observation(spectrum)
+            if self.background_level_range is not None:
+                level = self.spectrum_background_level(spectrum)
+                if background_level is not None and not np.allclose(background_level, level, rtol=EXPOSURE_RTOL):
+                    raise DataError(f"background_level={float(np.mean(background_level)):g} given for a spectrum whose "
+                                    f"background is at level {level:g}")
+                background_level = level
         c = torch.as_tensor(np.asarray(counts, dtype=np.float32))
         if c.ndim == 1:
             c = c[None]
@@ -211,32 +343,39 @@ class AmortizedPosterior:
         if not torch.isfinite(c).all() or (c < 0).any():
             raise DataError("counts must be finite and non-negative")
         t = self._exposures(exposure, c.shape[0])
+        levels = self._levels(background_level, c.shape[0])
         x = self.preprocessor(c)
-        e = self.meta.get("exposure")
-        if e is None:
-            return x
-        return torch.cat([x, exposure_feature(np.log10(t), e).to(x.device)[:, None]], dim=1)
+        # in training's order (NPE.train): counts, exposure, background level
+        features = [x]
+        if self.meta.get("exposure"):
+            features.append(exposure_feature(np.log10(t), self.meta["exposure"]).to(x.device)[:, None])
+        if levels is not None:
+            features.append(background_level_feature(np.log10(levels), self.meta["background_level"]).to(x.device)[:, None])
+        return torch.cat(features, dim=1) if len(features) > 1 else x
 
-    def sample(self, counts, n: int, seed: int | None = None, progress: bool = False, exposure=None) -> np.ndarray:
+    def sample(self, counts, n: int, seed: int | None = None, progress: bool = False, exposure=None,
+               background_level=None) -> np.ndarray:
         """(n, d) physical posterior samples for one spectrum's grouped counts (or a Spectrum).
 
         ``exposure`` (s) for counts: the spectrum's exposure, which a network conditioned on
-        exposure reads; default the training spectrum's.  A Spectrum gives its own."""
+        exposure reads; default the training spectrum's.  ``background_level`` for counts: its
+        background's level relative to the training one, which a network conditioned on the
+        background level reads; default 1.  A Spectrum gives its own of both."""
         if seed is not None:
             torch.manual_seed(seed)
-        x = self._x(counts, exposure)
+        x = self._x(counts, exposure, background_level)
         with torch.no_grad():
             phi = self._sample_phi(int(n), x[0])
         return self.space.to_theta(phi.cpu().numpy())
 
     def sample_batched(self, counts, n: int, seed: int | None = None, progress: bool = False,
-                       block: int = 256, exposure=None) -> np.ndarray:
+                       block: int = 256, exposure=None, background_level=None) -> np.ndarray:
         """(M, n, d) samples for M spectra (amortized inference: no retraining).
 
         Spectra go through the flow in blocks of ``block`` (one batched pass per block,
         :func:`~.maf_batch.sample_many`); with a ``seed``, each spectrum's draws depend only on
         the seed and its position, not on the block size.  ``exposure`` (s): one for all spectra
-        or one each (see :meth:`sample`).
+        or one each (see :meth:`sample`); ``background_level`` likewise.
         """
         from tqdm.auto import tqdm
 
@@ -245,22 +384,24 @@ class AmortizedPosterior:
         c = np.asarray(counts, dtype=np.float64)
         c = c[None] if c.ndim == 1 else c
         t = None if exposure is None else self._exposures(exposure, len(c))
+        lv = None if background_level is None else self._levels(background_level, len(c))
         seeds = np.random.SeedSequence(seed).generate_state(len(c), np.uint32) if seed is not None else None
         out = np.empty((len(c), int(n), self.space.dim))
         for start in tqdm(range(0, len(c), block), desc="posterior samples", unit="block", disable=not progress):
             stop = start + block
             out[start:stop] = sample_many(self, c[start:stop], int(n),
                                           seeds=None if seeds is None else seeds[start:stop],
-                                          exposure=None if t is None else t[start:stop])
+                                          exposure=None if t is None else t[start:stop],
+                                          background_level=None if lv is None else lv[start:stop])
         return out
 
-    def log_prob(self, theta, counts, exposure=None) -> np.ndarray:
+    def log_prob(self, theta, counts, exposure=None, background_level=None) -> np.ndarray:
         """log q(theta | x) in physical parameters (the network's density times the Jacobian);
-        ``exposure`` as in :meth:`sample`."""
+        ``exposure`` and ``background_level`` as in :meth:`sample`."""
         theta = np.atleast_2d(np.asarray(theta, dtype=np.float64))
         phi = torch.as_tensor(self.space.to_phi(theta), dtype=torch.float32)
         with torch.no_grad():
-            lp = self._log_prob_phi(phi, self._x(counts, exposure)[0]).cpu().numpy()
+            lp = self._log_prob_phi(phi, self._x(counts, exposure, background_level)[0]).cpu().numpy()
         return lp + self.space.log_jacobian(theta)
 
     def _member_log_prob(self, i: int, phi: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -350,7 +491,7 @@ class AmortizedPosterior:
         state.update(meta["preprocess"])
         pre = Preprocessor.from_state(state)
         estimators = []
-        extra = 1 if meta.get("exposure") else 0
+        extra = (1 if meta.get("exposure") else 0) + (1 if meta.get("background_level") else 0)
         for state_dict in payload["state_dicts"]:
             estimator = build_estimator(build, space, pre, meta["spectrum"]["n_bins"], extra)
             estimator.load_state_dict(state_dict)

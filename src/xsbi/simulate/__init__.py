@@ -1,7 +1,8 @@
 """Batched simulation of X-ray spectra."""
 
-from .background import PoissonBackground, SourceAndBackground
+from .background import PoissonBackground, SourceAndBackground, sample_background_levels
 from .fold import Response
 from .simulator import Simulator, sample_exposures
 
-__all__ = ["Simulator", "sample_exposures", "Response", "PoissonBackground", "SourceAndBackground"]
+__all__ = ["Simulator", "sample_exposures", "Response", "PoissonBackground", "SourceAndBackground",
+           "sample_background_levels"]

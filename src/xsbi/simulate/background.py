@@ -23,18 +23,26 @@ rates from their posterior given the observed background, ``b_i ~ Gamma(B_i + 1/
 Jeffreys prior ``p(b) ~ b^{-1/2}`` of a Poisson rate), and ``S`` from the Poisson law above.
 The network reads the source-region counts only (the observed background enters through
 ``p(b | B)``), so it is built for this background spectrum: ``AmortizedPosterior`` records its
-identity and refuses a spectrum with another.  With a well-exposed background the marginal and
+identity and refuses a spectrum with another (unless conditioned on the background level, below).  With a well-exposed background the marginal and
 the W-stat profile posteriors agree.
 
 Simulated at another source exposure ``T`` (exposure-conditioned NPE), the background region's
 rates ``b_i`` stay those of the observed background spectrum (its exposure does not change),
 while the background falling in the source region grows with the source exposure: ``r_i`` is
 proportional to it, so the whole source-region expectation scales by ``T / T_obs``.
+
+Simulated at a background level ``L`` (background-level-conditioned NPE), the background-region
+rates are ``L b_i`` with ``b_i ~ Gamma(B_i + 1/2, 1)``: the training background's shape, its
+normalisation times ``L``, so the source region receives ``r_i L b_i``.  A spectrum whose
+background is ``L`` times brighter than the training one (same shape) is then read with the
+network's ``L`` input; the marginalisation uses the training background's shape scaled by ``L``,
+exact in the limit of a well-exposed background of that shape.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 
 import numpy as np
 import torch
@@ -42,7 +50,37 @@ import torch
 from ..errors import DataError
 from .poisson import PoissonSampler
 
-__all__ = ["PoissonBackground", "SourceAndBackground"]
+__all__ = ["PoissonBackground", "SourceAndBackground", "sample_background_levels"]
+
+
+def sample_background_levels(n: int, low: float, high: float, seed=None) -> np.ndarray:
+    """``n`` background levels (factors on the training background) log-uniform in
+    ``[low, high]``, reproducible from ``seed``.
+
+    Log-uniform as :func:`~xsbi.simulate.sample_exposures`: a background twice as bright and one
+    half as bright are equally far from the training one, and get the same share of simulations.
+    """
+    low, high = float(low), float(high)
+    if not (math.isfinite(low) and math.isfinite(high) and 0 < low <= high):
+        raise DataError(f"a background level range needs 0 < low <= high, got [{low:g}, {high:g}]")
+    u = np.random.default_rng(seed).random(int(n))
+    # clipped: exp(log(l)) may land an ulp outside the range
+    return np.clip(np.exp(math.log(low) + u * (math.log(high) - math.log(low))), low, high)
+
+
+def _levels(background_level, n: int) -> np.ndarray | None:
+    """(n,) checked background levels, or None for the observed background."""
+    if background_level is None:
+        return None
+    lv = background_level.detach().cpu() if isinstance(background_level, torch.Tensor) else background_level
+    lv = np.asarray(lv, dtype=np.float64)
+    if lv.ndim == 0:
+        lv = np.full(int(n), float(lv))
+    if lv.shape != (int(n),):
+        raise DataError(f"background_level must be one number or one per spectrum ({n}), got shape {lv.shape}")
+    if not np.all(np.isfinite(lv)) or np.any(lv <= 0):
+        raise DataError("background levels must be finite positive factors")
+    return lv
 
 
 class PoissonBackground:
@@ -106,9 +144,11 @@ class SourceAndBackground:
         self.exposure = simulator.exposure
         self._ratio = torch.as_tensor(background.ratio, dtype=simulator.dtype)
 
-    def simulate(self, theta, seed=None, exposure=None):
+    def simulate(self, theta, seed=None, exposure=None, background_level=None):
         """``(mu, x)``, each (N, n_bins): expected and drawn source-region counts.  ``exposure``
-        (s, one or one per row): the source exposure, the background spectrum staying as observed."""
+        (s, one or one per row): the source exposure, the background spectrum staying as observed.
+        ``background_level`` (one or one per row): a factor on the background-region rates, the
+        background's shape staying the observed one (default 1)."""
         is_tensor = isinstance(theta, torch.Tensor)
         theta = theta.detach().cpu().numpy() if is_tensor else np.asarray(theta, dtype=np.float64)
         # independent streams for the rates and the counts, both fixed by the seed
@@ -117,11 +157,14 @@ class SourceAndBackground:
         poisson = PoissonSampler([entropy, 1])
         n = np.atleast_2d(theta).shape[0]
         scale = self.source.exposure_scale(exposure, n)
+        levels = _levels(background_level, n)
         mu_all = torch.empty(n, self.n_bins, dtype=self.source.dtype)
         x_all = torch.empty_like(mu_all)
         for start, mu_src in self.source.iter_expected(theta):
             m = mu_src.shape[0]
             b = torch.as_tensor(self.background.rates(m, rng), dtype=self.source.dtype)
+            if levels is not None:
+                b.mul_(torch.as_tensor(levels[start:start + m, None], dtype=b.dtype))
             mu = mu_src.cpu() + self._ratio * b
             if scale is not None:
                 mu.mul_(scale[start:start + m, None].cpu())
@@ -131,8 +174,8 @@ class SourceAndBackground:
             return mu_all, x_all
         return mu_all.numpy(), x_all.numpy()
 
-    def sample(self, theta, seed=None, exposure=None):
-        return self.simulate(theta, seed, exposure)[1]
+    def sample(self, theta, seed=None, exposure=None, background_level=None):
+        return self.simulate(theta, seed, exposure, background_level)[1]
 
     def expected_counts(self, theta, exposure=None):
         """The source model's expected counts in the source region (no background), (N, n_bins)."""
