@@ -270,7 +270,7 @@ def test_worker_processes_give_the_rows_of_one_process_in_input_order(setup, tmp
 def test_importance_reweighting_gives_the_mcmc_posterior(setup, tmp_path, capsys):
     """--importance: the small test network is off by up to a sigma on these spectra; its draws
     reweighted by the exact likelihood give emcee's quantiles."""
-    from xsbi.inference.importance import weighted_quantiles
+    from xsbi.likelihood.poisson import weighted_quantiles
     from xsbi.likelihood import PoissonLikelihood, run_mcmc
 
     s = setup

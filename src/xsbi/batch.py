@@ -516,7 +516,7 @@ class _Engine:
     def _reweighted_quantiles(self, items, theta, nll, gaussians, valid):
         """Quantiles (3, B, d) of the draws weighted by likelihood x prior / proposal, and the
         sampling efficiency ESS / draws (B,) (Kish), as ``xsbi run``'s importance sampling."""
-        from .inference.importance import weighted_quantiles
+        from .likelihood.poisson import weighted_quantiles
         from .inference.maf_batch import log_prob_many
 
         post, space = self.posterior, self.posterior.space
@@ -967,14 +967,10 @@ def _workers(workers) -> int:
 
 def _tasks(iterable, size):
     """``(start, block)`` for consecutive blocks of ``size`` from ``iterable``, lazily."""
-    start, block = 0, []
-    for x in iterable:
-        block.append(x)
-        if len(block) >= size:
-            yield start, block
-            start, block = start + len(block), []
-    if block:
+    start = 0
+    for block in _blocks(iterable, size):
         yield start, block
+        start += len(block)
 
 
 def _header(engine, network_label, **extra) -> dict:

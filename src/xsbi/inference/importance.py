@@ -116,26 +116,3 @@ def importance_resample(posterior, likelihood, counts, n: int, n_proposal: int |
         )
     return result
 
-
-def weighted_quantiles(x, weights, q) -> np.ndarray:
-    """Quantiles ``q`` (k,) of weighted samples ``x`` (m, d): (k, d).
-
-    The weighted empirical distribution function, interpolated between the midpoints of the
-    samples' weights (for equal weights, numpy's ``'hazen'`` quantiles).
-    """
-    x = np.asarray(x, dtype=np.float64)
-    w = np.asarray(weights, dtype=np.float64)
-    q = np.asarray(q, dtype=np.float64)
-    if x.ndim != 2 or w.shape != (x.shape[0],):
-        raise XsbiError(f"weighted_quantiles: samples (m, d) and weights (m,), got {x.shape} and {w.shape}")
-    if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-        raise XsbiError("weighted_quantiles: weights must be finite, non-negative and not all zero")
-    out = np.empty((q.size, x.shape[1]))
-    for j in range(x.shape[1]):
-        order = np.argsort(x[:, j], kind="stable")
-        xs, ws = x[order, j], w[order]
-        keep = ws > 0
-        xs, ws = xs[keep], ws[keep]
-        cdf = (np.cumsum(ws) - 0.5 * ws) / ws.sum()
-        out[:, j] = np.interp(q, cdf, xs)
-    return out

@@ -38,7 +38,7 @@ from ..simulate import Simulator
 from ..stats import cstat as _cstat
 from ..stats import wstat as _wstat
 
-__all__ = ["PoissonLikelihood", "limit_threads", "summarize"]
+__all__ = ["PoissonLikelihood", "limit_threads", "summarize", "weighted_quantiles"]
 
 
 @contextlib.contextmanager
@@ -274,6 +274,30 @@ class PoissonLikelihood:
         return f"PoissonLikelihood({self.statistic}, {self.n_bins} bins, parameters={self.names})"
 
 
+def weighted_quantiles(x, weights, q) -> np.ndarray:
+    """Quantiles ``q`` (k,) of weighted samples ``x`` (m, d): (k, d).
+
+    The weighted empirical distribution function, interpolated between the midpoints of the
+    samples' weights (for equal weights, numpy's ``'hazen'`` quantiles).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    q = np.asarray(q, dtype=np.float64)
+    if x.ndim != 2 or w.shape != (x.shape[0],):
+        raise ValueError(f"weighted_quantiles: samples (m, d) and weights (m,), got {x.shape} and {w.shape}")
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise ValueError("weighted_quantiles: weights must be finite, non-negative and not all zero")
+    out = np.empty((q.size, x.shape[1]))
+    for j in range(x.shape[1]):
+        order = np.argsort(x[:, j], kind="stable")
+        xs, ws = x[order, j], w[order]
+        keep = ws > 0
+        xs, ws = xs[keep], ws[keep]
+        cdf = (np.cumsum(ws) - 0.5 * ws) / ws.sum()
+        out[:, j] = np.interp(q, cdf, xs)
+    return out
+
+
 def summarize(samples, names, weights=None) -> dict[str, dict[str, float]]:
     """Per-parameter median, 16% and 84% quantiles, mean and standard deviation.
 
@@ -283,7 +307,8 @@ def summarize(samples, names, weights=None) -> dict[str, dict[str, float]]:
     names : sequence of str, length d
     weights : array_like, shape (n,), optional
         Non-negative sample weights (importance or nested-sampling weights); quantiles are
-        then those of the weighted empirical distribution (inverse of its midpoint CDF).
+        then those of the weighted empirical distribution (inverse of its midpoint CDF,
+        :func:`weighted_quantiles`).
 
     Returns
     -------
@@ -303,9 +328,7 @@ def summarize(samples, names, weights=None) -> dict[str, dict[str, float]]:
             q16, med, q84 = np.quantile(col, [0.16, 0.5, 0.84])
             mean, std = col.mean(), col.std(ddof=1) if col.size > 1 else 0.0
         else:
-            order = np.argsort(col)
-            cdf = np.cumsum(w[order]) - 0.5 * w[order]
-            q16, med, q84 = np.interp([0.16, 0.5, 0.84], cdf, col[order])
+            q16, med, q84 = weighted_quantiles(col[:, None], w, [0.16, 0.5, 0.84])[:, 0]
             mean = np.sum(w * col)
             std = np.sqrt(np.sum(w * (col - mean) ** 2))
         out[name] = {"median": float(med), "q16": float(q16), "q84": float(q84), "mean": float(mean), "std": float(std)}
