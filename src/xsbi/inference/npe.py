@@ -71,17 +71,23 @@ def _to_phi_tensor(space: ParameterSpace, theta) -> torch.Tensor:
     return torch.as_tensor(space.to_phi(theta), dtype=torch.float32)
 
 
+def _positive_range(value, name: str, lo_name: str, hi_name: str, unit: str) -> tuple[float, float]:
+    """``value`` as ``(lo, hi)`` floats with ``0 < lo <= hi``; XsbiError naming ``name`` otherwise."""
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise XsbiError(f"{name} must be ({lo_name}, {hi_name}) {unit}, got {value!r}") from None
+    if not (np.isfinite(lo) and np.isfinite(hi) and 0 < lo <= hi):
+        raise XsbiError(f"{name} must be ({lo_name}, {hi_name}) {unit} with 0 < {lo_name} <= {hi_name}, "
+                        f"got ({lo:g}, {hi:g})")
+    return lo, hi
+
+
 def check_exposure_range(exposure_range) -> tuple[float, float] | None:
     """``(tmin, tmax)`` in seconds with ``0 < tmin <= tmax``, or None."""
     if exposure_range is None:
         return None
-    try:
-        lo, hi = (float(v) for v in exposure_range)
-    except (TypeError, ValueError):
-        raise XsbiError(f"exposure_range must be (tmin, tmax) in seconds, got {exposure_range!r}") from None
-    if not (np.isfinite(lo) and np.isfinite(hi) and 0 < lo <= hi):
-        raise XsbiError(f"exposure_range must be (tmin, tmax) seconds with 0 < tmin <= tmax, got ({lo:g}, {hi:g})")
-    return lo, hi
+    return _positive_range(exposure_range, "exposure_range", "tmin", "tmax", "in seconds")
 
 
 def check_background_level_range(level_range, background) -> tuple[float, float] | None:
@@ -92,12 +98,7 @@ def check_background_level_range(level_range, background) -> tuple[float, float]
     if background is None:
         raise XsbiError("background_level needs a background: pass background=PoissonBackground(spectrum) "
                         "and simulate with SourceAndBackground")
-    try:
-        lo, hi = (float(v) for v in level_range)
-    except (TypeError, ValueError):
-        raise XsbiError(f"background_level must be (lmin, lmax) factors, got {level_range!r}") from None
-    if not (np.isfinite(lo) and np.isfinite(hi) and 0 < lo <= hi):
-        raise XsbiError(f"background_level must be (lmin, lmax) factors with 0 < lmin <= lmax, got ({lo:g}, {hi:g})")
+    lo, hi = _positive_range(level_range, "background_level", "lmin", "lmax", "factors")
     if not float(np.sum(background.counts)) > 0:
         # a level is measured relative to the training background's counts
         raise XsbiError("background_level needs a training background spectrum with counts")

@@ -157,11 +157,9 @@ class AmortizedPosterior:
         """(m,) exposures in seconds, checked: None means the reference exposure."""
         if exposure is None:
             return np.full(m, self.reference_exposure)
-        e = np.asarray(exposure, dtype=np.float64)
-        if e.ndim == 0:
-            e = np.full(m, float(e))
-        if e.shape != (m,):
-            raise DataError(f"exposure must be one number or one per spectrum ({m}), got shape {e.shape}")
+        from ..simulate.simulator import per_spectrum
+
+        e = per_spectrum(exposure, m, "exposure", DataError)
         bad = [p for p in map(self.exposure_problem, np.unique(e)) if p]
         if bad:
             raise DataError("this network was not trained for this spectrum: " + "; ".join(bad[:3])
@@ -273,11 +271,9 @@ class AmortizedPosterior:
             return None
         if background_level is None:
             return np.ones(m)
-        lv = np.asarray(background_level, dtype=np.float64)
-        if lv.ndim == 0:
-            lv = np.full(m, float(lv))
-        if lv.shape != (m,):
-            raise DataError(f"background_level must be one number or one per spectrum ({m}), got shape {lv.shape}")
+        from ..simulate.simulator import per_spectrum
+
+        lv = per_spectrum(background_level, m, "background_level", DataError)
         lo, hi = self.background_level_range
         bad = ~(np.isfinite(lv) & (lv >= lo * (1 - EXPOSURE_RTOL)) & (lv <= hi * (1 + EXPOSURE_RTOL)))
         if bad.any():

@@ -49,6 +49,7 @@ import torch
 
 from ..errors import DataError
 from .poisson import PoissonSampler
+from .simulator import per_spectrum
 
 __all__ = ["PoissonBackground", "SourceAndBackground", "sample_background_levels"]
 
@@ -72,12 +73,7 @@ def _levels(background_level, n: int) -> np.ndarray | None:
     """(n,) checked background levels, or None for the observed background."""
     if background_level is None:
         return None
-    lv = background_level.detach().cpu() if isinstance(background_level, torch.Tensor) else background_level
-    lv = np.asarray(lv, dtype=np.float64)
-    if lv.ndim == 0:
-        lv = np.full(int(n), float(lv))
-    if lv.shape != (int(n),):
-        raise DataError(f"background_level must be one number or one per spectrum ({n}), got shape {lv.shape}")
+    lv = per_spectrum(background_level, n, "background_level", DataError)
     if not np.all(np.isfinite(lv)) or np.any(lv <= 0):
         raise DataError("background levels must be finite positive factors")
     return lv

@@ -23,6 +23,17 @@ def _as_tensor(theta, device, dtype) -> tuple[torch.Tensor, bool]:
     return t.to(device=device, dtype=dtype), is_numpy
 
 
+def per_spectrum(values, n: int, name: str, error=ModelError) -> np.ndarray:
+    """``values`` (one number, or one per spectrum; numpy, list or torch) as an (n,) float64
+    array; ``error`` says "``name`` must be one number or one per spectrum" otherwise."""
+    v = np.asarray(values.detach().cpu() if isinstance(values, torch.Tensor) else values, dtype=np.float64)
+    if v.ndim == 0:
+        return np.full(int(n), float(v))
+    if v.shape != (int(n),):
+        raise error(f"{name} must be one number or one per spectrum ({n}), got shape {v.shape}")
+    return v
+
+
 class Simulator:
     """Expected and Poisson-realised counts of a model folded through a spectrum's response.
 
@@ -115,11 +126,7 @@ class Simulator:
         """``exposure / self.exposure`` as an (n,) tensor, or None for ``exposure`` None."""
         if exposure is None:
             return None
-        e = np.asarray(exposure.detach().cpu() if isinstance(exposure, torch.Tensor) else exposure, dtype=np.float64)
-        if e.ndim == 0:
-            e = np.full(int(n), float(e))
-        if e.shape != (int(n),):
-            raise ModelError(f"exposure must be one number or one per spectrum ({n}), got shape {e.shape}")
+        e = per_spectrum(exposure, n, "exposure", ModelError)
         if not np.all(np.isfinite(e)) or np.any(e <= 0):
             raise ModelError("exposures must be finite positive numbers of seconds")
         return torch.as_tensor(e / self.exposure, dtype=self.dtype, device=self.device)
