@@ -54,7 +54,6 @@ IMPORTANCE = ("is_efficiency",)
 STRING_COLUMNS = ("file", "status", "reason")
 NOT_TRAINED = "this network was not trained for this spectrum: "
 _OUT_OF_RANGE = re.compile(r"^exposure (\S+) s is outside the range (\S+)-(\S+) s ")
-DEFENSIVE, WIDEN = 0.2, 2.0  # importance sampling's proposal: as xsbi.inference.importance_resample
 _FIT_ROWS = 512  # draws whose models are computed at once for the best fit (~2 MB: they stay in cache)
 
 
@@ -492,10 +491,10 @@ class _Engine:
 
     # --- importance sampling (optional) -----------------------------------------------------------
     def _with_defensive_draws(self, items, theta):
-        """The network's draws followed by ``DEFENSIVE`` of draws from a Gaussian twice as wide
+        """The network's draws followed by a share ``DEFENSIVE`` of draws from a Gaussian twice as wide
         (in the network's coordinates), as :func:`xsbi.inference.importance_resample` does;
         Gaussian draws outside the prior are kept in place, clipped, with zero weight."""
-        from .inference.importance import _DefensiveGaussian
+        from .inference.importance import DEFENSIVE, WIDEN, _DefensiveGaussian
 
         space = self.posterior.space
         lo, hi = space.bounds_phi()
@@ -516,8 +515,9 @@ class _Engine:
     def _reweighted_quantiles(self, items, theta, nll, gaussians, valid):
         """Quantiles (3, B, d) of the draws weighted by likelihood x prior / proposal, and the
         sampling efficiency ESS / draws (B,) (Kish), as ``xsbi run``'s importance sampling."""
-        from .likelihood.poisson import weighted_quantiles
+        from .inference.importance import mixture_log_density
         from .inference.maf_batch import log_prob_many
+        from .likelihood.poisson import weighted_quantiles
 
         post, space = self.posterior, self.posterior.space
         B, m, d = theta.shape
@@ -530,8 +530,7 @@ class _Engine:
                                  background_level=self._levels(items))
         for i, it in enumerate(items):
             th, log_net = theta[i], log_nets[i]
-            log_g = gaussians[i].logpdf(space.to_phi(th)) + space.log_jacobian(th)
-            log_q = np.logaddexp(np.log1p(-frac_g) + log_net, np.log(frac_g) + log_g)
+            log_q = mixture_log_density(log_net, gaussians[i], space, th, frac_g)
             with np.errstate(invalid="ignore"):
                 log_w = -nll[i] + space.prior.log_prob(th) - log_q
             log_w = np.where(valid[i] & np.isfinite(log_w), log_w, -np.inf)

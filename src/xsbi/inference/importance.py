@@ -67,8 +67,22 @@ class _DefensiveGaussian:
         return self.log_norm - 0.5 * np.sum(z**2, axis=0)
 
 
+#: the proposal's defaults: the share of draws from the defensive Gaussian, and how much wider
+#: than the network's draws it is (``xsbi run`` and ``xsbi batch --importance``)
+DEFENSIVE, WIDEN = 0.2, 2.0
+
+
+def mixture_log_density(log_net, gauss: _DefensiveGaussian, space, theta, fraction: float) -> np.ndarray:
+    """log of the proposal ``(1 - fraction) q(theta | x) + fraction g(theta)`` in physical
+    parameters: ``log_net`` the network's log density, ``g`` the defensive Gaussian (in the
+    network's coordinates, times the Jacobian)."""
+    log_g = gauss.logpdf(space.to_phi(theta)) + space.log_jacobian(theta)
+    return np.logaddexp(np.log1p(-fraction) + log_net, np.log(fraction) + log_g)
+
+
 def importance_resample(posterior, likelihood, counts, n: int, n_proposal: int | None = None, seed: int = 0,
-                        min_efficiency: float = 0.01, defensive: float = 0.2, widen: float = 2.0) -> ImportanceResult:
+                        min_efficiency: float = 0.01, defensive: float = DEFENSIVE,
+                        widen: float = WIDEN) -> ImportanceResult:
     """Draw ``n_proposal`` samples from NPE, weight them by the exact posterior, resample ``n``.
 
     ``likelihood`` is an :class:`xsbi.likelihood.PoissonLikelihood` for the same spectrum, model
@@ -90,9 +104,7 @@ def importance_resample(posterior, likelihood, counts, n: int, n_proposal: int |
     theta = np.concatenate([theta_q, space.to_theta(phi_g)])
     log_q = posterior.log_prob(theta, counts)
     if n_g:
-        # mixture density in theta: network and Gaussian (in phi, times the Jacobian)
-        log_g = gauss.logpdf(space.to_phi(theta)) + space.log_jacobian(theta)
-        log_q = np.logaddexp(np.log1p(-defensive) + log_q, np.log(defensive) + log_g)
+        log_q = mixture_log_density(log_q, gauss, space, theta, defensive)
     log_w = likelihood.log_posterior(theta) - log_q
     finite = np.isfinite(log_w)
     if not finite.any():
